@@ -1,10 +1,18 @@
-// Package deps is a temporary anchor for go.mod while the first packages land.
+// Package deps anchors go.mod's direct dependencies while the packages that
+// use them are being written; remove an import here once a real package
+// imports it.
 package deps
 
 import (
 	_ "github.com/expr-lang/expr"
 	_ "github.com/prometheus/client_golang/prometheus"
+	_ "github.com/prometheus/client_golang/prometheus/testutil"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler/app"
+	_ "k8s.io/kubernetes/pkg/scheduler/testing"
+	_ "k8s.io/kubernetes/pkg/scheduler/testing/framework"
 	_ "sigs.k8s.io/controller-runtime/pkg/envtest"
+	_ "sigs.k8s.io/kustomize/api/krusty"
+	_ "sigs.k8s.io/kustomize/kyaml/filesys"
 	_ "sigs.k8s.io/scheduler-plugins/pkg/coscheduling"
+	_ "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
 )

@@ -1,0 +1,260 @@
+// Package policies turns policy ConfigMaps into compiled expr-lang/expr
+// programs and evaluates them for a pod and a node. The ConfigMap format and
+// the expression environment are fixed in shared/design.md ("Policy
+// ConfigMaps"); roam-scheduler and roam-detector both evaluate policies
+// through this package so their answers always agree.
+//
+// API CONTRACT (pinned by the founding engineer; the scheduler and detector
+// are written against these names — change them only together with callers).
+package policies
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/informers"
+)
+
+// Well-known names from the design contract.
+const (
+	// PolicyLabel marks a ConfigMap as a roam policy (value "true").
+	PolicyLabel = "roam.dev/policy"
+	// PolicyAnnotation on a pod names the policy ConfigMap that governs it.
+	PolicyAnnotation = "roam.dev/policy"
+	// TargetAnnotation on a pod is "x,y": where the work is, in metres.
+	TargetAnnotation = "roam.dev/target"
+	// PreferFeaturesAnnotation on a pod lists NFD feature labels it prefers.
+	PreferFeaturesAnnotation = "roam.dev/prefer-features"
+	// ContextLabel on a node is the context the robot senses (hospital, store…).
+	ContextLabel = "roam.dev/context"
+	// ZoneLabel on a node is the site or zone.
+	ZoneLabel = "topology.kubernetes.io/zone"
+	// LocationAnnotation on a node is "x,y" in metres in the site frame.
+	LocationAnnotation = "roam.dev/location"
+	// BatteryAnnotation on a node is "0".."100".
+	BatteryAnnotation = "roam.dev/battery"
+	// UnreachableTaint is set by roam-detector on a suspected robot.
+	UnreachableTaint = "roam.dev/unreachable"
+	// DefaultGlobalNamespace holds policies that govern every namespace.
+	DefaultGlobalNamespace = "roam-system"
+)
+
+// Action says what to do with a governed pod when its robot fails or
+// changes context.
+type Action string
+
+const (
+	// Reschedule deletes or evicts the pod so its owner replaces it elsewhere.
+	Reschedule Action = "reschedule"
+	// Keep leaves the pod where it is.
+	Keep Action = "keep"
+)
+
+// Policy is one valid, compiled policy ConfigMap. Policies are immutable
+// once built; a new ConfigMap version yields a new Policy.
+type Policy struct {
+	Namespace       string
+	Name            string
+	ResourceVersion string
+
+	// HasMatch is false when the policy has no `match` and governs only the
+	// pods that name it.
+	HasMatch bool
+	// HasScore is false when the policy has no `score`.
+	HasScore bool
+	// Weight multiplies Score (default 1).
+	Weight float64
+	// OnContextChange (default Reschedule) and Settle (default 10 s) drive
+	// context-change eviction.
+	OnContextChange Action
+	Settle          time.Duration
+	// OnNodeFailure (default Reschedule) drives failure rescheduling.
+	OnNodeFailure Action
+	// PhiThreshold overrides the detector's threshold when > 0.
+	PhiThreshold float64
+	// ForceDelete lets the detector force-delete pods of a lost robot.
+	ForceDelete bool
+
+	// compiled programs and their sources live in unexported fields.
+	programs
+}
+
+// Key is "namespace/name".
+func (p *Policy) Key() string { return p.Namespace + "/" + p.Name }
+
+// Env is the typed environment every expression is compiled against.
+type Env struct {
+	Node NodeEnv `expr:"node"`
+	Pod  PodEnv  `expr:"pod"`
+}
+
+// Point is a position in metres in the site frame; Known is false when the
+// object carries no (or an unparsable) position.
+type Point struct {
+	X     float64 `expr:"x"`
+	Y     float64 `expr:"y"`
+	Known bool    `expr:"known"`
+}
+
+// NodeEnv is what an expression sees of a node.
+type NodeEnv struct {
+	Name        string            `expr:"name"`
+	Labels      map[string]string `expr:"labels"`
+	Annotations map[string]string `expr:"annotations"`
+	Context     string            `expr:"context"`
+	Zone        string            `expr:"zone"`
+	Location    Point             `expr:"location"`
+	// Devices are free units per extended resource: allocatable minus the
+	// requests of the pods on the node. A missing key reads as 0.
+	Devices map[string]float64 `expr:"devices"`
+	// Capacity are allocatable units per extended resource.
+	Capacity map[string]float64 `expr:"capacity"`
+	// Battery is 0..100, or -1 when unknown.
+	Battery float64  `expr:"battery"`
+	Taints  []string `expr:"taints"`
+}
+
+// PodEnv is what an expression sees of a pod.
+type PodEnv struct {
+	Name        string            `expr:"name"`
+	Namespace   string            `expr:"namespace"`
+	Labels      map[string]string `expr:"labels"`
+	Annotations map[string]string `expr:"annotations"`
+	Target      Point             `expr:"target"`
+}
+
+// programs holds a policy's compiled expressions. (Filled in by the
+// implementation.)
+type programs struct{}
+
+// UnknownDistance is what Distance returns when either point is unknown: a
+// large, finite penalty so scores stay comparable.
+const UnknownDistance = 1e6
+
+// NodeEnvFor builds the environment of node, given the extended-resource
+// units already requested by the pods on it (nil: none).
+func NodeEnvFor(node *corev1.Node, requested map[corev1.ResourceName]int64) NodeEnv {
+	panic("policies: not implemented yet")
+}
+
+// RequestedBy sums the extended-resource requests of pods (what NodeEnvFor
+// subtracts); terminal pods are skipped.
+func RequestedBy(pods []*corev1.Pod) map[corev1.ResourceName]int64 {
+	panic("policies: not implemented yet")
+}
+
+// PodEnvFor builds the environment of pod.
+func PodEnvFor(pod *corev1.Pod) PodEnv { panic("policies: not implemented yet") }
+
+// Distance is the Euclidean distance in metres, or UnknownDistance when
+// either point is unknown.
+func Distance(a, b Point) float64 { panic("policies: not implemented yet") }
+
+// Parse validates and compiles a policy ConfigMap. The error is a
+// *ParseError listing every problem with its key, line:col and snippet.
+func Parse(cm *corev1.ConfigMap) (*Policy, error) { panic("policies: not implemented yet") }
+
+// Problem is one thing wrong with a policy ConfigMap.
+type Problem struct {
+	Key     string // data key, e.g. "require"; "" for the ConfigMap as a whole
+	Line    int    // 1-based position inside the key's value; 0 when not positional
+	Column  int
+	Message string
+	Snippet string // the offending line with a caret under Column
+}
+
+// ParseError lists every problem of one ConfigMap.
+type ParseError struct {
+	Namespace, Name string
+	Problems        []Problem
+}
+
+func (e *ParseError) Error() string { panic("policies: not implemented yet") }
+
+// Evaluator runs compiled programs with a reused VM: 0 allocations per
+// evaluation. Not safe for concurrent use: one per goroutine, or pooled.
+type Evaluator struct{}
+
+// NewEvaluator returns an Evaluator with the package's bounds applied.
+func NewEvaluator() *Evaluator { return &Evaluator{} }
+
+// Match reports whether the policy governs the pod in env (false when the
+// policy has no match expression).
+func (p *Policy) Match(ev *Evaluator, env *Env) (bool, error) { panic("policies: not implemented yet") }
+
+// Require reports whether the node in env satisfies the policy for the pod
+// (true when the policy has no require expression).
+func (p *Policy) Require(ev *Evaluator, env *Env) (bool, error) {
+	panic("policies: not implemented yet")
+}
+
+// Score is the unweighted score of the node in env (0 when !HasScore).
+func (p *Policy) Score(ev *Evaluator, env *Env) (float64, error) {
+	panic("policies: not implemented yet")
+}
+
+// Resolution is the set of policies governing a pod.
+type Resolution struct {
+	// Policies must all hold; their scores add by weight.
+	Policies []*Policy
+	// Blocked is non-empty when the pod names a policy that is missing or
+	// has never been valid: the pod must stay Pending with this text.
+	Blocked string
+}
+
+// Change reports a new policy version; Old is nil on add, New nil on delete
+// (an invalid update that keeps the last good version reports no Change).
+type Change struct {
+	Key      string
+	Old, New *Policy
+}
+
+// StoreOptions configure a Store.
+type StoreOptions struct {
+	// GlobalNamespace holds policies governing every namespace
+	// (default DefaultGlobalNamespace).
+	GlobalNamespace string
+	// Events receives InvalidPolicy Warning events on ConfigMaps (optional).
+	Events EventRecorder
+	// Registerer receives roam_policies and roam_policy_errors_total
+	// (optional; roam-detector passes its registry).
+	Registerer prometheus.Registerer
+}
+
+// EventRecorder is the subset of client-go's record.EventRecorder the
+// Store uses.
+type EventRecorder interface {
+	Eventf(object runtime.Object, eventtype, reason, messageFmt string, args ...interface{})
+}
+
+// Store watches policy ConfigMaps and answers which policies govern a pod.
+type Store struct{}
+
+// NewStore registers the Store's handlers on factory's ConfigMap informer
+// (filtered to PolicyLabel=true by the caller's factory options or by the
+// Store itself). Start the factory after calling it.
+func NewStore(factory informers.SharedInformerFactory, opts StoreOptions) (*Store, error) {
+	panic("policies: not implemented yet")
+}
+
+// HasSynced reports whether the initial list of policies has been processed.
+func (s *Store) HasSynced() bool { panic("policies: not implemented yet") }
+
+// ForPod resolves the policies governing pod: the policy its annotation
+// names, else every in-scope policy whose match holds.
+func (s *Store) ForPod(ev *Evaluator, pod *corev1.Pod) Resolution {
+	panic("policies: not implemented yet")
+}
+
+// Get returns the serving version of a policy, or nil and a human-readable
+// reason (missing, never valid).
+func (s *Store) Get(namespace, name string) (*Policy, string) { panic("policies: not implemented yet") }
+
+// List returns every serving policy.
+func (s *Store) List() []*Policy { panic("policies: not implemented yet") }
+
+// AddChangeHandler calls fn (synchronously, in the informer's goroutine) on
+// every new serving version of a policy.
+func (s *Store) AddChangeHandler(fn func(Change)) { panic("policies: not implemented yet") }
