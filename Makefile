@@ -82,6 +82,12 @@ test-alerts: tools ## promtool check + unit tests of the alerting rules
 bench: ## Go micro-benchmarks
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
+bench-scheduler: tools ## roam vs default scheduling throughput against a real apiserver (NODES, PODS)
+	@echo "bench-scheduler: not implemented yet (scheduler issue)"; exit 1
+
+bench-detector: ## detector CPU/RSS/sweep at 10,000 nodes @1Hz (NODES)
+	@echo "bench-detector: not implemented yet (detector issue)"; exit 1
+
 lint: ## gofmt and go vet must be clean
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
