@@ -125,36 +125,9 @@ type PodEnv struct {
 	Target      Point             `expr:"target"`
 }
 
-// programs holds a policy's compiled expressions. (Filled in by the
-// implementation.)
-type programs struct{}
-
 // UnknownDistance is what Distance returns when either point is unknown: a
 // large, finite penalty so scores stay comparable.
 const UnknownDistance = 1e6
-
-// NodeEnvFor builds the environment of node, given the extended-resource
-// units already requested by the pods on it (nil: none).
-func NodeEnvFor(node *corev1.Node, requested map[corev1.ResourceName]int64) NodeEnv {
-	panic("policies: not implemented yet")
-}
-
-// RequestedBy sums the extended-resource requests of pods (what NodeEnvFor
-// subtracts); terminal pods are skipped.
-func RequestedBy(pods []*corev1.Pod) map[corev1.ResourceName]int64 {
-	panic("policies: not implemented yet")
-}
-
-// PodEnvFor builds the environment of pod.
-func PodEnvFor(pod *corev1.Pod) PodEnv { panic("policies: not implemented yet") }
-
-// Distance is the Euclidean distance in metres, or UnknownDistance when
-// either point is unknown.
-func Distance(a, b Point) float64 { panic("policies: not implemented yet") }
-
-// Parse validates and compiles a policy ConfigMap. The error is a
-// *ParseError listing every problem with its key, line:col and snippet.
-func Parse(cm *corev1.ConfigMap) (*Policy, error) { panic("policies: not implemented yet") }
 
 // Problem is one thing wrong with a policy ConfigMap.
 type Problem struct {
@@ -169,30 +142,6 @@ type Problem struct {
 type ParseError struct {
 	Namespace, Name string
 	Problems        []Problem
-}
-
-func (e *ParseError) Error() string { panic("policies: not implemented yet") }
-
-// Evaluator runs compiled programs with a reused VM: 0 allocations per
-// evaluation. Not safe for concurrent use: one per goroutine, or pooled.
-type Evaluator struct{}
-
-// NewEvaluator returns an Evaluator with the package's bounds applied.
-func NewEvaluator() *Evaluator { return &Evaluator{} }
-
-// Match reports whether the policy governs the pod in env (false when the
-// policy has no match expression).
-func (p *Policy) Match(ev *Evaluator, env *Env) (bool, error) { panic("policies: not implemented yet") }
-
-// Require reports whether the node in env satisfies the policy for the pod
-// (true when the policy has no require expression).
-func (p *Policy) Require(ev *Evaluator, env *Env) (bool, error) {
-	panic("policies: not implemented yet")
-}
-
-// Score is the unweighted score of the node in env (0 when !HasScore).
-func (p *Policy) Score(ev *Evaluator, env *Env) (float64, error) {
-	panic("policies: not implemented yet")
 }
 
 // Resolution is the set of policies governing a pod.

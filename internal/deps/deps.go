@@ -4,7 +4,6 @@
 package deps
 
 import (
-	_ "github.com/expr-lang/expr"
 	_ "github.com/prometheus/client_golang/prometheus"
 	_ "github.com/prometheus/client_golang/prometheus/testutil"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler/app"
