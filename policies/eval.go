@@ -1,6 +1,7 @@
 package policies
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/expr-lang/expr/vm"
@@ -59,6 +60,9 @@ func (p *Policy) Score(ev *Evaluator, env *Env) (float64, error) {
 	if p.score == nil {
 		return 0, nil
 	}
+	if env == nil {
+		return 0, &EvalError{Policy: p.Key(), Key: p.score.key, Err: errNilEnv}
+	}
 	if p.score.fast.num != nil && !ev.noFast {
 		return p.score.fast.num(env), nil
 	}
@@ -75,7 +79,12 @@ func (p *Policy) Score(ev *Evaluator, env *Env) (float64, error) {
 	return 0, &EvalError{Policy: p.Key(), Key: p.score.key, Err: fmt.Errorf("result %T is not a number", out)}
 }
 
+var errNilEnv = errors.New("no environment")
+
 func (p *Policy) evalBool(ev *Evaluator, prog *program, env *Env) (bool, error) {
+	if env == nil {
+		return false, &EvalError{Policy: p.Key(), Key: prog.key, Err: errNilEnv}
+	}
 	if prog.fast.boolean != nil && !ev.noFast {
 		return prog.fast.boolean(env), nil
 	}

@@ -143,3 +143,39 @@ func TestEvalExpressions(t *testing.T) {
 		}
 	}
 }
+
+func TestExamplePolicyFastAndAllocationFree(t *testing.T) {
+	p := mustParse(t, exampleData())
+	if p.match.fast.boolean == nil || p.require.fast.boolean == nil || p.score.fast.num == nil {
+		t.Fatal("the design's example policy must take the allocation-free path")
+	}
+	ev := NewEvaluator()
+	env := benchEnv()
+	allocs := testing.AllocsPerRun(1000, func() {
+		_, _ = p.Match(ev, env)
+		_, _ = p.Require(ev, env)
+		_, _ = p.Score(ev, env)
+	})
+	if allocs != 0 {
+		t.Errorf("allocations per Match+Require+Score = %v, want 0", allocs)
+	}
+	// Through the VM, a boolean policy allocates only for boxing map reads.
+	mp := mustParse(t, map[string]string{"require": `any(node.taints, # == "example.com/dirty")`})
+	if mp.require.fast.boolean != nil {
+		t.Fatal("iteration builtins run in the VM")
+	}
+	if ok, err := mp.Require(ev, env); !ok || err != nil {
+		t.Fatalf("VM require = %v, %v", ok, err)
+	}
+}
+
+func TestNilEnv(t *testing.T) {
+	p := mustParse(t, exampleData())
+	ev := NewEvaluator()
+	if _, err := p.Require(ev, nil); err == nil {
+		t.Error("Require with nil env: want error")
+	}
+	if _, err := p.Score(ev, nil); err == nil {
+		t.Error("Score with nil env: want error")
+	}
+}
