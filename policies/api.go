@@ -12,9 +12,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/informers"
+	"k8s.io/klog/v2"
 )
 
 // Well-known names from the design contract.
@@ -170,6 +169,9 @@ type StoreOptions struct {
 	// Registerer receives roam_policies and roam_policy_errors_total
 	// (optional; roam-detector passes its registry).
 	Registerer prometheus.Registerer
+	// Logger receives a line per invalid policy version (default
+	// klog.Background()).
+	Logger klog.Logger
 }
 
 // EventRecorder is the subset of client-go's record.EventRecorder the
@@ -177,33 +179,3 @@ type StoreOptions struct {
 type EventRecorder interface {
 	Eventf(object runtime.Object, eventtype, reason, messageFmt string, args ...interface{})
 }
-
-// Store watches policy ConfigMaps and answers which policies govern a pod.
-type Store struct{}
-
-// NewStore registers the Store's handlers on factory's ConfigMap informer
-// (filtered to PolicyLabel=true by the caller's factory options or by the
-// Store itself). Start the factory after calling it.
-func NewStore(factory informers.SharedInformerFactory, opts StoreOptions) (*Store, error) {
-	panic("policies: not implemented yet")
-}
-
-// HasSynced reports whether the initial list of policies has been processed.
-func (s *Store) HasSynced() bool { panic("policies: not implemented yet") }
-
-// ForPod resolves the policies governing pod: the policy its annotation
-// names, else every in-scope policy whose match holds.
-func (s *Store) ForPod(ev *Evaluator, pod *corev1.Pod) Resolution {
-	panic("policies: not implemented yet")
-}
-
-// Get returns the serving version of a policy, or nil and a human-readable
-// reason (missing, never valid).
-func (s *Store) Get(namespace, name string) (*Policy, string) { panic("policies: not implemented yet") }
-
-// List returns every serving policy.
-func (s *Store) List() []*Policy { panic("policies: not implemented yet") }
-
-// AddChangeHandler calls fn (synchronously, in the informer's goroutine) on
-// every new serving version of a policy.
-func (s *Store) AddChangeHandler(fn func(Change)) { panic("policies: not implemented yet") }
