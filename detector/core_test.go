@@ -1,0 +1,427 @@
+package detector
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+const tick = 200 * time.Millisecond
+
+// sim drives a Core on a virtual clock: heartbeats scheduled per node, a tick
+// every 200 ms. No sleeps.
+type sim struct {
+	t       *testing.T
+	core    *Core
+	now     time.Time
+	next    map[string]time.Time // next heartbeat; zero = silent
+	gap     func(node string) time.Duration
+	intents []Intent
+}
+
+func newSim(t *testing.T, cfg CoreConfig, m *Metrics) *sim {
+	t.Helper()
+	c, err := NewCore(cfg, t0, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &sim{t: t, core: c, now: t0, next: map[string]time.Time{},
+		gap: func(string) time.Duration { return time.Second }}
+}
+
+// add starts heartbeats of node (1 s lease interval) at the current time.
+func (s *sim) add(node, zone string) {
+	s.core.SetZone(node, zone)
+	s.next[node] = s.now
+}
+
+func (s *sim) silence(node string) { s.next[node] = time.Time{} }
+func (s *sim) resume(node string)  { s.next[node] = s.now }
+
+// run advances virtual time by d, delivering heartbeats in time order
+// between ticks, and returns the intents issued.
+func (s *sim) run(d time.Duration) []Intent {
+	var got []Intent
+	end := s.now.Add(d)
+	for s.now.Before(end) {
+		tickAt := s.now.Add(tick)
+		for node, at := range s.next {
+			for !at.IsZero() && !at.After(tickAt) {
+				s.core.Heartbeat(node, time.Second, at)
+				at = at.Add(s.gap(node))
+				s.next[node] = at
+			}
+		}
+		s.now = tickAt
+		got = s.core.Tick(s.now, got)
+	}
+	s.intents = append(s.intents, got...)
+	return got
+}
+
+func count(in []Intent, kind IntentKind, node string) int {
+	n := 0
+	for _, i := range in {
+		if i.Kind == kind && (node == "" || i.Node == node) {
+			n++
+		}
+	}
+	return n
+}
+
+func first(in []Intent, kind IntentKind, node string) (Intent, bool) {
+	for _, i := range in {
+		if i.Kind == kind && (node == "" || i.Node == node) {
+			return i, true
+		}
+	}
+	return Intent{}, false
+}
+
+func TestJitteryHeartbeatsNeverSuspected(t *testing.T) {
+	s := newSim(t, CoreConfig{}, nil)
+	rng := rand.New(rand.NewPCG(1, 2))
+	// Wi-Fi-like: 1 s ± 100 ms, 5 % of heartbeats 200-600 ms late
+	// (TCP retransmissions), one in 200 a full second late.
+	s.gap = func(string) time.Duration {
+		g := time.Second + time.Duration(rng.IntN(200)-100)*time.Millisecond
+		switch r := rng.Float64(); {
+		case r < 0.005:
+			g += time.Second
+		case r < 0.05:
+			g += time.Duration(200+rng.IntN(400)) * time.Millisecond
+		}
+		return g
+	}
+	for i := range 20 {
+		s.add(fmt.Sprintf("robot-%d", i), "a")
+	}
+	got := s.run(time.Hour)
+	if n := count(got, IntentSuspect, ""); n != 0 {
+		i, _ := first(got, IntentSuspect, "")
+		t.Fatalf("%d suspicions of live jittery robots over 20 robot-hours; first: %+v", n, i)
+	}
+	if n := count(got, IntentEvict, ""); n != 0 {
+		t.Fatalf("%d evictions of live robots", n)
+	}
+}
+
+func TestSilentNodeSuspectedInTime(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	m, err := NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newSim(t, CoreConfig{}, m)
+	for i := range 5 {
+		s.add(fmt.Sprintf("robot-%d", i), "")
+	}
+	s.run(time.Minute)
+	if n := len(s.intents) - count(s.intents, IntentRecover, ""); n != 0 {
+		t.Fatalf("unexpected intents while all alive: %+v", s.intents)
+	}
+	s.silence("robot-3")
+	got := s.run(10 * time.Second)
+	sus, ok := first(got, IntentSuspect, "robot-3")
+	if !ok {
+		t.Fatalf("silent robot not suspected within 10 s: %+v", got)
+	}
+	// Regular 1 s heartbeats: phi reaches 8 at 1 + 0.5 + 5.61·0.2 ≈ 2.62 s
+	// after the last heartbeat; the 200 ms tick adds at most one tick.
+	if d := sus.At.Sub(sus.LastHeartbeat); d < 2400*time.Millisecond || d > 3*time.Second {
+		t.Errorf("detected %v after the last heartbeat, want within [2.4 s, 3 s]", d)
+	}
+	if h := testutil.CollectAndCount(m.Detection); h != 1 {
+		t.Errorf("roam_detection_seconds series = %d", h)
+	}
+	if sus.Phi < 8 || sus.Braked {
+		t.Errorf("suspect intent %+v: want phi ≥ 8, not braked", sus)
+	}
+	if n := count(got, IntentEvict, "robot-3"); n != 1 {
+		t.Errorf("evictions of robot-3 = %d, want 1", n)
+	}
+	if n := len(got) - count(got, IntentSuspect, "robot-3") - count(got, IntentEvict, "robot-3"); n != 0 {
+		t.Errorf("other intents: %+v", got)
+	}
+	if v := testutil.ToFloat64(m.Suspicions); v != 1 {
+		t.Errorf("roam_suspicions_total = %v", v)
+	}
+	if v := testutil.ToFloat64(m.Nodes.WithLabelValues(StateSuspected)); v != 1 {
+		t.Errorf("roam_nodes{state=suspected} = %v", v)
+	}
+	if v := testutil.ToFloat64(m.Nodes.WithLabelValues(StateAlive)); v != 4 {
+		t.Errorf("roam_nodes{state=alive} = %v", v)
+	}
+	if v := testutil.ToFloat64(m.NodePhi.WithLabelValues("robot-3")); v < 8 {
+		t.Errorf("roam_node_phi{robot-3} = %v", v)
+	}
+	if v := testutil.ToFloat64(m.Heartbeats); v < 5*60 {
+		t.Errorf("roam_heartbeats_total = %v", v)
+	}
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP roam_eviction_brake_active 1 while the partition brake holds evictions (too many nodes of a zone or of the fleet suspected at once).
+# TYPE roam_eviction_brake_active gauge
+roam_eviction_brake_active 0
+`), "roam_eviction_brake_active"); err != nil {
+		t.Error(err)
+	}
+
+	// The robot comes back: it recovers after 3 heartbeats, once.
+	s.resume("robot-3")
+	got = s.run(10 * time.Second)
+	rec, ok := first(got, IntentRecover, "robot-3")
+	if !ok || count(got, IntentRecover, "robot-3") != 1 {
+		t.Fatalf("robot-3 did not recover exactly once: %+v", got)
+	}
+	if rec.Phi >= 8 {
+		t.Errorf("recovered with phi %v", rec.Phi)
+	}
+	if n := count(got, IntentSuspect, "") + count(got, IntentEvict, ""); n != 0 {
+		t.Errorf("intents after recovery: %+v", got)
+	}
+	if v := testutil.ToFloat64(m.Recoveries); v != 1 {
+		t.Errorf("roam_recoveries_total = %v", v)
+	}
+	// The outage did not widen the window: a second loss is detected as fast.
+	s.silence("robot-3")
+	got = s.run(10 * time.Second)
+	if sus2, ok := first(got, IntentSuspect, "robot-3"); !ok {
+		t.Fatal("second silence not suspected")
+	} else {
+		if d := sus2.At.Sub(sus2.LastHeartbeat); d > 3*time.Second {
+			t.Errorf("second detection took %v, want ≤ 3 s", d)
+		}
+	}
+}
+
+func TestFlappingNodeBoundedActions(t *testing.T) {
+	s := newSim(t, CoreConfig{}, nil)
+	s.add("steady", "")
+	s.add("flappy", "")
+	s.run(time.Minute)
+	// flappy: 4 heartbeats, then 4 s of silence, for an hour.
+	beats := 0
+	s.gap = func(node string) time.Duration {
+		if node != "flappy" {
+			return time.Second
+		}
+		beats++
+		if beats%4 == 0 {
+			return 5 * time.Second
+		}
+		return time.Second
+	}
+	got := s.run(time.Hour)
+	sus, rec, ev := count(got, IntentSuspect, "flappy"), count(got, IntentRecover, "flappy"), count(got, IntentEvict, "flappy")
+	t.Logf("flapping for 1 h (900 silences): %d suspicions, %d recoveries, %d evictions", sus, rec, ev)
+	// Recovery needs 3, 6, 12, 24… heartbeats: a node that never shows
+	// more than 4 in a row recovers at most once.
+	if sus > 2 || rec > 1 || ev > 2 {
+		t.Errorf("flapping node caused %d suspicions, %d recoveries, %d evictions; want ≤ 2, 1, 2", sus, rec, ev)
+	}
+	if sus == 0 {
+		t.Error("flapping node never suspected")
+	}
+	if n := count(got, IntentSuspect, "steady") + count(got, IntentEvict, "steady"); n != 0 {
+		t.Errorf("steady node got %d intents", n)
+	}
+}
+
+func TestBrakeHoldsAndReleases(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newSim(t, CoreConfig{}, m)
+	for i := range 10 {
+		s.add(fmt.Sprintf("a-%d", i), "site-a")
+	}
+	for i := range 4 {
+		s.add(fmt.Sprintf("b-%d", i), "site-b")
+	}
+	s.run(time.Minute)
+
+	// site-b's uplink fails: 3 of its 4 robots (75 %, > 2) go silent at once.
+	for i := range 3 {
+		s.silence(fmt.Sprintf("b-%d", i))
+	}
+	got := s.run(30 * time.Second)
+	if n := count(got, IntentEvict, ""); n != 0 {
+		t.Fatalf("brake did not hold: %d evictions: %+v", n, got)
+	}
+	br, ok := first(got, IntentBrake, "")
+	if !ok || !br.Active || br.Scope != "site-b" || br.Suspected != 3 || br.Total != 4 {
+		t.Fatalf("brake intent %+v (found %v), want active for site-b 3/4", br, ok)
+	}
+	if n := count(got, IntentSuspect, ""); n < 3 {
+		t.Errorf("suspect intents = %d, want ≥ 3", n)
+	}
+	if !s.core.BrakeActive() || testutil.ToFloat64(m.BrakeActive) != 1 {
+		t.Error("brake not reported active")
+	}
+
+	// Meanwhile one robot of site-a is really lost: site-a is not braked.
+	s.silence("a-7")
+	got = s.run(10 * time.Second)
+	if n := count(got, IntentEvict, "a-7"); n != 1 {
+		t.Errorf("a-7 evictions = %d, want 1 (its zone is not braked)", n)
+	}
+
+	// Two of site-b come back: 1 suspected < 3, the brake releases by itself
+	// and the robot still lost is evicted.
+	s.resume("b-0")
+	s.resume("b-1")
+	got = s.run(10 * time.Second)
+	if br, ok := first(got, IntentBrake, ""); !ok || br.Active {
+		t.Fatalf("brake not released: %+v", got)
+	}
+	if n := count(got, IntentEvict, "b-2"); n != 1 {
+		t.Errorf("b-2 evictions after release = %d, want 1", n)
+	}
+	if n := count(got, IntentEvict, "b-0") + count(got, IntentEvict, "b-1"); n != 0 {
+		t.Errorf("returned robots evicted %d times", n)
+	}
+	if s.core.BrakeActive() || testutil.ToFloat64(m.BrakeActive) != 0 {
+		t.Error("brake still reported active")
+	}
+}
+
+func TestGlobalBrake(t *testing.T) {
+	s := newSim(t, CoreConfig{}, nil)
+	for i := range 5 {
+		s.add(fmt.Sprintf("r-%d", i), "") // no zones
+	}
+	s.run(time.Minute)
+	for i := range 3 {
+		s.silence(fmt.Sprintf("r-%d", i))
+	}
+	got := s.run(30 * time.Second)
+	if n := count(got, IntentEvict, ""); n != 0 {
+		t.Fatalf("%d evictions with 3/5 nodes suspected", n)
+	}
+	if br, ok := first(got, IntentBrake, ""); !ok || br.Scope != "" || !br.Active {
+		t.Fatalf("no global brake: %+v", got)
+	}
+	for _, i := range got {
+		if i.Kind == IntentSuspect && !i.Braked {
+			t.Errorf("suspect intent not marked braked: %+v", i)
+		}
+	}
+}
+
+func TestRestartWarmup(t *testing.T) {
+	// A new detector lists 20 live robots (their first heartbeat is the
+	// list), one of which is dead; live robots renew at 1 s from a random
+	// phase.
+	s := newSim(t, CoreConfig{}, nil)
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := range 20 {
+		n := fmt.Sprintf("r-%d", i)
+		s.core.Heartbeat(n, time.Second, s.now)
+		s.next[n] = s.now.Add(time.Duration(rng.IntN(1000)) * time.Millisecond)
+	}
+	s.silence("r-5")
+	got := s.run(DefaultWarmup - tick)
+	if n := count(got, IntentSuspect, "") + count(got, IntentEvict, ""); n != 0 {
+		t.Fatalf("intents during warm-up: %+v", got)
+	}
+	got = s.run(5 * time.Second)
+	if n := count(got, IntentSuspect, ""); n != 1 || count(got, IntentSuspect, "r-5") != 1 {
+		t.Fatalf("after warm-up want exactly r-5 suspected: %+v", got)
+	}
+	if n := count(got, IntentEvict, ""); n != 1 {
+		t.Fatalf("evictions = %d, want 1 (r-5)", n)
+	}
+	// Each live robot is cleared once when it leaves warm-up.
+	if n := count(got, IntentRecover, ""); n != 19 {
+		t.Errorf("recover intents at the end of warm-up = %d, want 19", n)
+	}
+}
+
+func TestPerNodeThreshold(t *testing.T) {
+	s := newSim(t, CoreConfig{}, nil)
+	s.add("strict", "")
+	s.add("default", "")
+	s.core.SetThreshold("strict", 3)
+	s.run(time.Minute)
+	s.silence("strict")
+	s.silence("default")
+	got := s.run(10 * time.Second)
+	a, ok1 := first(got, IntentSuspect, "strict")
+	b, ok2 := first(got, IntentSuspect, "default")
+	if !ok1 || !ok2 {
+		t.Fatalf("not both suspected: %+v", got)
+	}
+	if !a.At.Before(b.At) || a.Threshold != 3 || b.Threshold != DefaultThreshold {
+		t.Errorf("strict (phi 3) suspected at %v, default at %v; thresholds %v, %v", a.At.Sub(t0), b.At.Sub(t0), a.Threshold, b.Threshold)
+	}
+}
+
+func TestEvictionRateLimit(t *testing.T) {
+	s := newSim(t, CoreConfig{EvictionRate: 0.5, EvictionBurst: 2}, nil)
+	for i := range 20 {
+		s.add(fmt.Sprintf("r-%d", i), fmt.Sprintf("z-%d", i)) // one robot per zone: no brake at 4/20
+	}
+	s.run(time.Minute)
+	for i := range 4 {
+		s.silence(fmt.Sprintf("r-%d", i))
+	}
+	got := s.run(5 * time.Second)
+	if n := count(got, IntentEvict, ""); n != 2 {
+		t.Errorf("evictions in the first 5 s = %d, want the burst of 2", n)
+	}
+	got = s.run(10 * time.Second)
+	if n := count(got, IntentEvict, ""); n != 2 {
+		t.Errorf("evictions in the next 10 s = %d, want the remaining 2", n)
+	}
+}
+
+func TestForgetAndZones(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, _ := NewMetrics(reg)
+	s := newSim(t, CoreConfig{}, m)
+	s.add("x", "a")
+	s.add("y", "a")
+	s.run(time.Minute)
+	s.core.SetZone("x", "b")
+	s.silence("x")
+	s.run(10 * time.Second)
+	s.core.Forget("x")
+	delete(s.next, "x")
+	s.core.Forget("nope")
+	if st := s.core.Status("x", s.now); st.Known {
+		t.Errorf("forgotten node still known: %+v", st)
+	}
+	s.run(time.Second)
+	if v := testutil.ToFloat64(m.Nodes.WithLabelValues(StateSuspected)); v != 0 {
+		t.Errorf("suspected after forget = %v", v)
+	}
+	if v := testutil.ToFloat64(m.Nodes.WithLabelValues(StateAlive)); v != 1 {
+		t.Errorf("alive after forget = %v", v)
+	}
+	if n := testutil.CollectAndCount(m.NodePhi); n != 1 {
+		t.Errorf("roam_node_phi series = %d, want 1", n)
+	}
+	if len(s.core.zones) != 1 || s.core.zones["a"].total != 1 {
+		t.Errorf("zones = %+v", s.core.zones)
+	}
+}
+
+func TestCoreConfigValidate(t *testing.T) {
+	for _, c := range []CoreConfig{
+		{Threshold: -1}, {BrakeFraction: 1.5}, {EvictionRate: -1}, {Warmup: -time.Second},
+		{RecoverHeartbeats: -1}, {EvictionBurst: -3},
+	} {
+		if _, err := NewCore(c, t0, nil); err == nil {
+			t.Errorf("NewCore(%+v) accepted", c)
+		}
+	}
+}

@@ -1,0 +1,95 @@
+package detector
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Node states reported by roam_nodes{state}.
+const (
+	StateWarmup    = "warmup"
+	StateAlive     = "alive"
+	StateSuspected = "suspected"
+)
+
+// Eviction reasons reported by roam_evictions_total{reason} and
+// roam_redeploy_seconds{reason}.
+const (
+	ReasonUnreachable = "unreachable"
+	ReasonContext     = "context"
+)
+
+// Metrics are roam-detector's metrics, named as in the design contract
+// ("Metrics"). A nil *Metrics is valid and records nothing.
+type Metrics struct {
+	NodePhi     *prometheus.GaugeVec
+	Nodes       *prometheus.GaugeVec
+	Heartbeats  prometheus.Counter
+	Suspicions  prometheus.Counter
+	Recoveries  prometheus.Counter
+	Detection   prometheus.Histogram
+	Evictions   *prometheus.CounterVec
+	BrakeActive prometheus.Gauge
+	Redeploy    *prometheus.HistogramVec
+}
+
+// NewMetrics creates the detector's metrics and registers them with reg
+// (nil: not registered).
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{
+		NodePhi: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "roam_node_phi",
+			Help: "Current phi-accrual suspicion level of each node.",
+		}, []string{"node"}),
+		Nodes: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "roam_nodes",
+			Help: "Number of nodes the detector tracks, by state (warmup, alive, suspected).",
+		}, []string{"state"}),
+		Heartbeats: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "roam_heartbeats_total",
+			Help: "Node heartbeats observed (Lease renewTime changes, or Ready lastHeartbeatTime changes for nodes without a Lease).",
+		}),
+		Suspicions: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "roam_suspicions_total",
+			Help: "Transitions of a node from alive to suspected.",
+		}),
+		Recoveries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "roam_recoveries_total",
+			Help: "Transitions of a node from suspected back to alive.",
+		}),
+		Detection: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "roam_detection_seconds",
+			Help:    "Time from a node's last observed heartbeat to its suspicion.",
+			Buckets: []float64{0.5, 1, 1.5, 2, 2.5, 3, 4, 5, 7.5, 10, 15, 20, 30, 60, 120},
+		}),
+		Evictions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "roam_evictions_total",
+			Help: "Pods deleted or evicted by roam-detector, by reason (unreachable, context).",
+		}, []string{"reason"}),
+		BrakeActive: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "roam_eviction_brake_active",
+			Help: "1 while the partition brake holds evictions (too many nodes of a zone or of the fleet suspected at once).",
+		}),
+		Redeploy: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "roam_redeploy_seconds",
+			Help:    "Time from evicting a pod to a replacement of the same owner Running, by reason.",
+			Buckets: []float64{0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 60, 120, 300, 600},
+		}, []string{"reason"}),
+	}
+	for _, r := range []string{ReasonUnreachable, ReasonContext} {
+		m.Evictions.WithLabelValues(r)
+	}
+	for _, s := range []string{StateWarmup, StateAlive, StateSuspected} {
+		m.Nodes.WithLabelValues(s)
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.NodePhi, m.Nodes, m.Heartbeats, m.Suspicions, m.Recoveries,
+			m.Detection, m.Evictions, m.BrakeActive, m.Redeploy} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("registering detector metrics: %w", err)
+			}
+		}
+	}
+	return m, nil
+}
