@@ -165,10 +165,7 @@ func (s *Store) upsert(obj any) {
 			report = true
 		}
 	}
-	var serving *Policy
-	if e.serving != nil {
-		serving = e.serving
-	}
+	serving := e.serving
 	handlers := s.handlers
 	s.updateGaugesLocked()
 	s.mu.Unlock()
@@ -263,11 +260,54 @@ func (s *Store) ForPod(ev *Evaluator, pod *corev1.Pod) Resolution {
 	if pod == nil {
 		return Resolution{}
 	}
+	if _, ok := pod.Annotations[PolicyAnnotation]; ok {
+		return resolve(ev, pod, s.globalNS, s.Get, nil, s.logger)
+	}
+	s.mu.RLock()
+	candidates := make([]*Policy, 0, len(s.entries))
+	for _, e := range s.entries {
+		if p := e.serving; p != nil && p.HasMatch && (p.Namespace == pod.Namespace || p.Namespace == s.globalNS) {
+			candidates = append(candidates, p)
+		}
+	}
+	s.mu.RUnlock()
+	return resolve(ev, pod, s.globalNS, s.Get, candidates, s.logger)
+}
+
+// Resolve is Store.ForPod over a fixed set of valid policies (for tools
+// such as roamctl): the policy the pod's annotation names, else every
+// policy of all in scope (the pod's namespace or globalNS) whose match
+// holds.
+func Resolve(ev *Evaluator, pod *corev1.Pod, all []*Policy, globalNS string) Resolution {
+	if pod == nil {
+		return Resolution{}
+	}
+	if globalNS == "" {
+		globalNS = DefaultGlobalNamespace
+	}
+	get := func(namespace, name string) (*Policy, string) {
+		for _, p := range all {
+			if p.Namespace == namespace && p.Name == name {
+				return p, ""
+			}
+		}
+		return nil, fmt.Sprintf("no valid policy %s/%s", namespace, name)
+	}
+	var candidates []*Policy
+	for _, p := range all {
+		if p.HasMatch && (p.Namespace == pod.Namespace || p.Namespace == globalNS) {
+			candidates = append(candidates, p)
+		}
+	}
+	return resolve(ev, pod, globalNS, get, candidates, klog.Background())
+}
+
+func resolve(ev *Evaluator, pod *corev1.Pod, globalNS string, get func(ns, name string) (*Policy, string), candidates []*Policy, logger klog.Logger) Resolution {
 	if name, ok := pod.Annotations[PolicyAnnotation]; ok {
 		name = strings.TrimSpace(name)
-		p, reason := s.Get(pod.Namespace, name)
-		if p == nil && pod.Namespace != s.globalNS {
-			if gp, _ := s.Get(s.globalNS, name); gp != nil {
+		p, reason := get(pod.Namespace, name)
+		if p == nil && pod.Namespace != globalNS {
+			if gp, _ := get(globalNS, name); gp != nil {
 				p = gp
 			}
 		}
@@ -278,16 +318,13 @@ func (s *Store) ForPod(ev *Evaluator, pod *corev1.Pod) Resolution {
 	}
 	env := Env{Pod: PodEnvFor(pod)}
 	var out []*Policy
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	for _, e := range s.entries {
-		p := e.serving
-		if p == nil || !p.HasMatch || (p.Namespace != pod.Namespace && p.Namespace != s.globalNS) {
+	for _, p := range candidates {
+		if !p.HasMatch || (p.Namespace != pod.Namespace && p.Namespace != globalNS) {
 			continue
 		}
 		ok, err := p.Match(ev, &env)
 		if err != nil {
-			s.logger.V(4).Info("Policy match failed", "policy", p.Key(), "pod", klog.KObj(pod), "err", err)
+			logger.V(4).Info("Policy match failed", "policy", p.Key(), "pod", klog.KObj(pod), "err", err)
 			continue
 		}
 		if ok {
