@@ -1,0 +1,366 @@
+package detector
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+
+	"github.com/roam-dev/roam/policies"
+)
+
+// DefaultTick is how often every node's phi is evaluated: fine enough that
+// the tick adds at most 0.2 s to a ~2.6 s detection, coarse enough that a
+// sweep of 10,000 nodes costs well under 1 % of a core.
+const DefaultTick = 200 * time.Millisecond
+
+// Options configure a Controller.
+type Options struct {
+	// Core configures the decision logic.
+	Core CoreConfig
+	// Tick (DefaultTick).
+	Tick time.Duration
+	// Clock (default: the real clock). Tests pass a fake one.
+	Clock clock.WithTicker
+	// Metrics (optional).
+	Metrics *Metrics
+	// Recorder emits Events on Nodes and Pods (optional).
+	Recorder record.EventRecorder
+	// Policies resolves the policies governing a pod (optional: without it
+	// no pod is governed, so nothing is evicted). If it also has
+	// AddChangeHandler(func(policies.Change)), thresholds follow policy
+	// changes.
+	Policies PolicyResolver
+	// WaitFor are extra caches to sync before starting (e.g. the policy
+	// Store's HasSynced).
+	WaitFor []cache.InformerSynced
+	// Workers apply intents concurrently (default 4).
+	Workers int
+}
+
+// Controller is roam-detector's control loop: Lease/Node/Pod informers feed
+// a Core; every tick its intents are queued per node and applied by the
+// Actuator.
+type Controller struct {
+	opts     Options
+	client   kubernetes.Interface
+	clock    clock.WithTicker
+	factory  informers.SharedInformerFactory
+	leaseFac informers.SharedInformerFactory
+	leaseInf cache.SharedIndexInformer
+	nodeInf  cache.SharedIndexInformer
+	podInf   cache.SharedIndexInformer
+
+	core     *Core
+	source   *Source
+	actuator *Actuator
+
+	queue      workqueue.TypedRateLimitingInterface[string] // nodes to sync
+	thresholds workqueue.TypedRateLimitingInterface[string] // nodes whose threshold to recompute
+
+	mu   sync.Mutex
+	want map[string]*nodeTarget
+
+	thrEval *policies.Evaluator // used by the single threshold worker only
+	ready   atomic.Bool
+}
+
+type nodeTarget struct {
+	NodeWant
+	evict bool // pods still to evict
+}
+
+// NewController wires informers from factory (all namespaces) and a
+// kube-node-lease-scoped factory for Leases. Call Run to start.
+func NewController(client kubernetes.Interface, factory, leaseFactory informers.SharedInformerFactory, opts Options) (*Controller, error) {
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	if opts.Tick <= 0 {
+		opts.Tick = DefaultTick
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = 4
+	}
+	core, err := NewCore(opts.Core, opts.Clock.Now(), opts.Metrics)
+	if err != nil {
+		return nil, err
+	}
+	c := &Controller{
+		opts: opts, client: client, clock: opts.Clock, factory: factory, leaseFac: leaseFactory, core: core,
+		leaseInf: leaseFactory.Coordination().V1().Leases().Informer(),
+		nodeInf:  factory.Core().V1().Nodes().Informer(),
+		podInf:   factory.Core().V1().Pods().Informer(),
+		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: "roam-detector-nodes", Clock: opts.Clock}),
+		thresholds: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: "roam-detector-thresholds", Clock: opts.Clock}),
+		want:    map[string]*nodeTarget{},
+		thrEval: policies.NewEvaluator(),
+	}
+	if err := c.podInf.AddIndexers(PodsByNodeIndexers()); err != nil {
+		return nil, fmt.Errorf("pod index: %w", err)
+	}
+	leaseLister := leaseFactory.Coordination().V1().Leases().Lister().Leases(NodeLeaseNamespace)
+	c.source = NewSource(core, opts.Clock, func(node string) bool {
+		_, err := leaseLister.Get(node)
+		return err == nil
+	}, c.leaseInf.HasSynced)
+	c.actuator = NewActuator(client, c.podInf.GetIndexer(), opts.Policies, opts.Recorder, opts.Metrics, opts.Clock)
+
+	if _, err := c.leaseInf.AddEventHandler(c.source.LeaseHandler()); err != nil {
+		return nil, fmt.Errorf("lease handler: %w", err)
+	}
+	if _, err := c.nodeInf.AddEventHandler(c.source.NodeHandler()); err != nil {
+		return nil, fmt.Errorf("node handler: %w", err)
+	}
+	if _, err := c.podInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(o interface{}) { c.onPod(nil, o) },
+		UpdateFunc: c.onPod,
+		DeleteFunc: func(o interface{}) {
+			if d, ok := o.(cache.DeletedFinalStateUnknown); ok {
+				o = d.Obj
+			}
+			c.onPod(nil, o)
+		},
+	}); err != nil {
+		return nil, fmt.Errorf("pod handler: %w", err)
+	}
+	if h, ok := opts.Policies.(interface{ AddChangeHandler(func(policies.Change)) }); ok {
+		h.AddChangeHandler(func(policies.Change) { c.requeueAllThresholds() })
+	}
+	return c, nil
+}
+
+// Core exposes the decision core (for status and tests).
+func (c *Controller) Core() *Core { return c.core }
+
+// Ready reports whether the caches synced and the loop runs.
+func (c *Controller) Ready() bool { return c.ready.Load() }
+
+func (c *Controller) onPod(oldObj, obj interface{}) {
+	pod, ok := obj.(*corev1.Pod)
+	if !ok {
+		return
+	}
+	if pod.Spec.NodeName != "" {
+		c.thresholds.Add(pod.Spec.NodeName)
+	}
+	if old, ok := oldObj.(*corev1.Pod); ok && old.Spec.NodeName != "" && old.Spec.NodeName != pod.Spec.NodeName {
+		c.thresholds.Add(old.Spec.NodeName)
+	}
+	c.actuator.ObservePod(pod)
+}
+
+func (c *Controller) requeueAllThresholds() {
+	for _, name := range c.nodeInf.GetIndexer().ListKeys() {
+		c.thresholds.Add(name)
+	}
+}
+
+// Run starts the informers, waits for their caches and runs the loop until
+// ctx ends. Warm-up counts from the moment the caches synced.
+func (c *Controller) Run(ctx context.Context) error {
+	defer utilruntime.HandleCrash()
+	defer c.queue.ShutDown()
+	defer c.thresholds.ShutDown()
+	logger := klog.FromContext(ctx)
+
+	c.factory.Start(ctx.Done())
+	c.leaseFac.Start(ctx.Done())
+	synced := append([]cache.InformerSynced{c.leaseInf.HasSynced, c.nodeInf.HasSynced, c.podInf.HasSynced}, c.opts.WaitFor...)
+	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
+		return fmt.Errorf("roam-detector: caches did not sync: %w", ctx.Err())
+	}
+	// Warm-up starts now: a detector that just took over judges nothing
+	// before it has watched every node for the warm-up period.
+	c.core.mu.Lock()
+	c.core.start = c.clock.Now()
+	c.core.mu.Unlock()
+	c.requeueAllThresholds()
+	logger.Info("roam-detector running", "tick", c.opts.Tick, "threshold", c.core.cfg.Threshold, "warmup", c.core.cfg.Warmup)
+
+	var wg sync.WaitGroup
+	for range c.opts.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for c.processNode(ctx) {
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for c.processThreshold(ctx) {
+		}
+	}()
+	c.ready.Store(true)
+	defer c.ready.Store(false)
+
+	t := c.clock.NewTicker(c.opts.Tick)
+	defer t.Stop()
+	var intents []Intent
+	for {
+		select {
+		case <-ctx.Done():
+			c.queue.ShutDown()
+			c.thresholds.ShutDown()
+			wg.Wait()
+			return nil
+		case <-t.C():
+			intents = c.core.Tick(c.clock.Now(), intents[:0])
+			c.dispatch(ctx, intents)
+		}
+	}
+}
+
+// dispatch turns intents into per-node targets and queues the nodes.
+func (c *Controller) dispatch(ctx context.Context, intents []Intent) {
+	logger := klog.FromContext(ctx)
+	for _, in := range intents {
+		switch in.Kind {
+		case IntentBrake:
+			scope := in.Scope
+			if scope == "" {
+				scope = "all nodes"
+			}
+			if in.Active {
+				logger.Info("Partition brake engaged: evictions held", "scope", scope, "suspected", in.Suspected, "total", in.Total)
+			} else {
+				logger.Info("Partition brake released", "scope", scope, "suspected", in.Suspected, "total", in.Total)
+			}
+			continue
+		case IntentSuspect:
+			logger.Info("Node suspected", "node", in.Node, "phi", in.Phi, "threshold", in.Threshold,
+				"sinceLastHeartbeat", in.At.Sub(in.LastHeartbeat), "braked", in.Braked)
+		case IntentRecover:
+			logger.V(2).Info("Node alive", "node", in.Node, "phi", in.Phi)
+		case IntentEvict:
+			logger.Info("Evicting pods of unreachable node", "node", in.Node, "phi", in.Phi)
+		}
+		c.mu.Lock()
+		w := c.want[in.Node]
+		if w == nil {
+			w = &nodeTarget{}
+			c.want[in.Node] = w
+		}
+		switch in.Kind {
+		case IntentSuspect:
+			w.NodeWant = NodeWant{Suspected: true, Braked: in.Braked, Phi: in.Phi, Threshold: in.Threshold, LastHeartbeat: in.LastHeartbeat}
+		case IntentRecover:
+			w.NodeWant = NodeWant{Phi: in.Phi, Threshold: in.Threshold, LastHeartbeat: in.LastHeartbeat}
+			w.evict = false
+		case IntentEvict:
+			w.Suspected, w.Braked, w.Phi = true, false, in.Phi
+			w.evict = true
+		}
+		c.mu.Unlock()
+		c.queue.Add(in.Node)
+	}
+}
+
+func (c *Controller) processNode(ctx context.Context) bool {
+	node, quit := c.queue.Get()
+	if quit {
+		return false
+	}
+	defer c.queue.Done(node)
+	c.mu.Lock()
+	w, ok := c.want[node]
+	var t nodeTarget
+	if ok {
+		t = *w
+	}
+	c.mu.Unlock()
+	if !ok {
+		c.queue.Forget(node)
+		return true
+	}
+	err := c.actuator.SyncNode(ctx, node, t.NodeWant)
+	if err == nil && t.evict {
+		var n int
+		n, err = c.actuator.EvictPods(ctx, node, t.Phi)
+		klog.FromContext(ctx).V(2).Info("Evicted pods", "node", node, "count", n)
+		if err == nil {
+			c.mu.Lock()
+			if w := c.want[node]; w != nil && w.Suspected {
+				w.evict = false
+			}
+			c.mu.Unlock()
+		}
+	}
+	if err == nil {
+		c.mu.Lock()
+		if w := c.want[node]; w != nil && !w.Suspected && !w.evict {
+			delete(c.want, node) // nothing left to do for a live node
+		}
+		c.mu.Unlock()
+	}
+	if err != nil {
+		utilruntime.HandleErrorWithContext(ctx, err, "Syncing node", "node", node)
+		c.queue.AddRateLimited(node)
+		return true
+	}
+	c.queue.Forget(node)
+	return true
+}
+
+func (c *Controller) processThreshold(ctx context.Context) bool {
+	node, quit := c.thresholds.Get()
+	if quit {
+		return false
+	}
+	defer c.thresholds.Done(node)
+	c.thresholds.Forget(node)
+	c.core.SetThreshold(node, c.nodeThreshold(node))
+	return true
+}
+
+// nodeThreshold is the lowest phiThreshold among the policies governing the
+// pods on node, or 0 (the default).
+func (c *Controller) nodeThreshold(node string) float64 {
+	if c.opts.Policies == nil {
+		return 0
+	}
+	objs, err := c.podInf.GetIndexer().ByIndex(podNodeIndex, node)
+	if err != nil {
+		return 0
+	}
+	best := math.Inf(1)
+	for _, o := range objs {
+		pod, ok := o.(*corev1.Pod)
+		if !ok || pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
+			continue
+		}
+		for _, p := range c.opts.Policies.ForPod(c.thrEval, pod).Policies {
+			if p.PhiThreshold > 0 && p.PhiThreshold < best {
+				best = p.PhiThreshold
+			}
+		}
+	}
+	if math.IsInf(best, 1) {
+		return 0
+	}
+	return best
+}
+
+// WaitReady polls until the controller is ready (for tests and main).
+func (c *Controller) WaitReady(ctx context.Context) error {
+	return wait.PollUntilContextCancel(ctx, 50*time.Millisecond, true, func(context.Context) (bool, error) {
+		return c.Ready(), nil
+	})
+}
