@@ -1,0 +1,253 @@
+// Command roam-detector runs roam's phi-accrual failure detector: it watches
+// node Leases, suspects robots whose heartbeats stop, taints them, and
+// reschedules the pods that a policy allows to move. See the README section
+// "roam-detector" for the model, the defaults and the flags.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/uuid"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/klog/v2"
+
+	"github.com/roam-dev/roam/detector"
+	"github.com/roam-dev/roam/detector/phi"
+	"github.com/roam-dev/roam/policies"
+)
+
+type options struct {
+	kubeconfig      string
+	leaderElect     bool
+	leNamespace     string
+	leName          string
+	leLease         time.Duration
+	leRenew         time.Duration
+	leRetry         time.Duration
+	metricsAddr     string
+	policyNamespace string
+	tick            time.Duration
+	core            detector.CoreConfig
+	qps             float64
+	burst           int
+}
+
+func parseFlags(fs *flag.FlagSet, args []string) (*options, error) {
+	o := &options{}
+	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster config)")
+	fs.BoolVar(&o.leaderElect, "leader-elect", true, "run only while holding the leader Lease, so replicas never act twice")
+	fs.StringVar(&o.leNamespace, "leader-elect-namespace", policies.DefaultGlobalNamespace, "namespace of the leader-election Lease")
+	fs.StringVar(&o.leName, "leader-elect-name", "roam-detector", "name of the leader-election Lease")
+	fs.DurationVar(&o.leLease, "leader-elect-lease-duration", 15*time.Second, "leader Lease duration")
+	fs.DurationVar(&o.leRenew, "leader-elect-renew-deadline", 10*time.Second, "leader renew deadline")
+	fs.DurationVar(&o.leRetry, "leader-elect-retry-period", 2*time.Second, "leader retry period")
+	fs.StringVar(&o.metricsAddr, "metrics-addr", ":8080", "address serving /metrics, /healthz and /readyz (empty: off)")
+	fs.StringVar(&o.policyNamespace, "policy-namespace", policies.DefaultGlobalNamespace, "namespace whose policies govern pods in every namespace")
+	fs.DurationVar(&o.tick, "tick", detector.DefaultTick, "how often every node's phi is evaluated")
+	fs.Float64Var(&o.core.Threshold, "phi-threshold", detector.DefaultThreshold, "phi at which a node is suspected (a policy's phiThreshold overrides it for the nodes running its pods)")
+	fs.IntVar(&o.core.Phi.Window, "phi-window", phi.DefaultWindow, "heartbeat intervals remembered per node")
+	fs.DurationVar(&o.core.Phi.MinStdDev, "phi-min-stddev", phi.DefaultMinStdDev, "floor of the interval standard deviation")
+	fs.DurationVar(&o.core.Phi.AcceptablePause, "phi-acceptable-pause", phi.DefaultAcceptablePause, "pause beyond the mean interval that costs no suspicion")
+	fs.IntVar(&o.core.RecoverHeartbeats, "recover-heartbeats", detector.DefaultRecoverHeartbeats, "consecutive heartbeats a suspected node needs to recover (doubled for each re-suspicion within 10 min)")
+	fs.DurationVar(&o.core.Warmup, "warmup", detector.DefaultWarmup, "after start (and after a node's first heartbeat) nothing is suspected for this long")
+	fs.Float64Var(&o.core.BrakeFraction, "brake-fraction", detector.DefaultBrakeFraction, "fraction of a zone's (or all) nodes suspected at once that stops all evictions there")
+	fs.IntVar(&o.core.BrakeMinNodes, "brake-min-nodes", detector.DefaultBrakeMinNodes, "the brake needs at least this many suspected nodes")
+	fs.DurationVar(&o.core.EvictionDelay, "eviction-delay", detector.DefaultEvictionDelay, "how long a node stays suspected before its pods are evicted (lets the brake see a partition first)")
+	fs.Float64Var(&o.core.EvictionRate, "eviction-rate", detector.DefaultEvictionRate, "nodes per second whose pods may be evicted (token bucket)")
+	fs.IntVar(&o.core.EvictionBurst, "eviction-burst", detector.DefaultEvictionBurst, "token-bucket burst of --eviction-rate")
+	fs.Float64Var(&o.qps, "kube-api-qps", 50, "client QPS to the API server")
+	fs.IntVar(&o.burst, "kube-api-burst", 100, "client burst to the API server")
+	klog.InitFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if err := o.core.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid flags: %w", err)
+	}
+	if o.tick <= 0 {
+		return nil, fmt.Errorf("invalid flags: --tick %v must be positive", o.tick)
+	}
+	return o, nil
+}
+
+func main() {
+	o, err := parseFlags(flag.CommandLine, os.Args[1:])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "roam-detector:", err)
+		os.Exit(2)
+	}
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer cancel()
+	logger := klog.Background().WithName("roam-detector")
+	ctx = klog.NewContext(ctx, logger)
+	if err := run(ctx, o); err != nil {
+		logger.Error(err, "roam-detector failed")
+		klog.Flush()
+		os.Exit(1)
+	}
+	klog.Flush()
+}
+
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig != "" {
+		return clientcmd.BuildConfigFromFlags("", kubeconfig)
+	}
+	return rest.InClusterConfig()
+}
+
+func run(ctx context.Context, o *options) error {
+	logger := klog.FromContext(ctx)
+	cfg, err := restConfig(o.kubeconfig)
+	if err != nil {
+		return fmt.Errorf("kubeconfig: %w", err)
+	}
+	cfg.QPS, cfg.Burst = float32(o.qps), o.burst
+	cfg.UserAgent = "roam-detector"
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("client: %w", err)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics, err := detector.NewMetrics(reg)
+	if err != nil {
+		return err
+	}
+
+	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
+	broadcaster.StartStructuredLogging(3)
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
+	defer broadcaster.Shutdown()
+	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "roam-detector"})
+
+	factory := informers.NewSharedInformerFactory(client, 0)
+	leaseFactory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(detector.NodeLeaseNamespace))
+	policyFactory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTweakListOptions(func(lo *metav1.ListOptions) {
+		lo.LabelSelector = policies.PolicyLabel + "=true"
+	}))
+	store, err := policies.NewStore(policyFactory, policies.StoreOptions{
+		GlobalNamespace: o.policyNamespace, Events: recorder, Registerer: reg, Logger: logger,
+	})
+	if err != nil {
+		return fmt.Errorf("policy store: %w", err)
+	}
+	ctrl, err := detector.NewController(client, factory, leaseFactory, detector.Options{
+		Core: o.core, Tick: o.tick, Metrics: metrics, Recorder: recorder, Policies: store,
+		WaitFor: []cache.InformerSynced{store.HasSynced},
+	})
+	if err != nil {
+		return err
+	}
+	leading := make(chan struct{})
+	runController := func(ctx context.Context) error {
+		close(leading)
+		policyFactory.Start(ctx.Done())
+		return ctrl.Run(ctx)
+	}
+	var le *leaderelection.LeaderElector
+	runErr := make(chan error, 1)
+	if o.leaderElect {
+		if le, err = newElector(o, client, recorder, runController, runErr); err != nil {
+			return err
+		}
+	}
+	if o.metricsAddr != "" {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+		mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+			if le != nil {
+				if err := le.Check(2 * o.leLease); err != nil {
+					http.Error(w, err.Error(), http.StatusInternalServerError)
+					return
+				}
+			}
+			fmt.Fprintln(w, "ok")
+		})
+		mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case <-leading:
+				if ctrl == nil || !ctrl.Ready() {
+					http.Error(w, "leader, caches not synced yet", http.StatusServiceUnavailable)
+					return
+				}
+				fmt.Fprintln(w, "ok: leader")
+			default:
+				fmt.Fprintln(w, "ok: standby")
+			}
+		})
+		srv := &http.Server{Addr: o.metricsAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				logger.Error(err, "metrics server failed", "addr", o.metricsAddr)
+			}
+		}()
+		defer srv.Close()
+	}
+
+	if le == nil {
+		return runController(ctx)
+	}
+	logger.Info("Waiting for leadership", "lease", o.leNamespace+"/"+o.leName)
+	le.Run(ctx) // returns when leadership is lost or ctx ends
+	select {
+	case err := <-runErr:
+		if err != nil {
+			return err
+		}
+	default:
+	}
+	if ctx.Err() == nil {
+		// Lost leadership: exit so a restart warms up from scratch.
+		return errors.New("lost leadership")
+	}
+	return nil
+}
+
+func newElector(o *options, client kubernetes.Interface, recorder record.EventRecorder,
+	runController func(context.Context) error, runErr chan<- error) (*leaderelection.LeaderElector, error) {
+
+	id, err := os.Hostname()
+	if err != nil {
+		return nil, fmt.Errorf("hostname: %w", err)
+	}
+	id += "_" + string(uuid.NewUUID())
+	lock, err := resourcelock.New(resourcelock.LeasesResourceLock, o.leNamespace, o.leName,
+		client.CoreV1(), client.CoordinationV1(), resourcelock.ResourceLockConfig{Identity: id, EventRecorder: recorder})
+	if err != nil {
+		return nil, fmt.Errorf("leader lock: %w", err)
+	}
+	return leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
+		Lock: lock, LeaseDuration: o.leLease, RenewDeadline: o.leRenew, RetryPeriod: o.leRetry,
+		ReleaseOnCancel: true, Name: o.leName,
+		Callbacks: leaderelection.LeaderCallbacks{
+			OnStartedLeading: func(ctx context.Context) {
+				klog.FromContext(ctx).Info("Became leader", "identity", id)
+				runErr <- runController(ctx)
+			},
+			OnStoppedLeading: func() { klog.Background().Info("Stopped leading", "identity", id) },
+		},
+	})
+}
