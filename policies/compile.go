@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
@@ -31,7 +30,9 @@ const (
 // disabledBuiltins are builtins a policy cannot use: time-dependent ones
 // (answers would differ between the scheduler and the detector) and ones
 // whose allocations the VM memory budget does not see.
-var disabledBuiltins = [...]string{"now", "date", "timezone", "repeat", "reduce", "toJSON", "fromJSON", "toBase64", "fromBase64"}
+func disabledBuiltins() []string {
+	return []string{"now", "date", "timezone", "repeat", "reduce", "toJSON", "fromJSON", "toBase64", "fromBase64"}
+}
 
 // kind is what an expression must evaluate to.
 type kind int
@@ -82,7 +83,7 @@ func compileOptions(k kind) []expr.Option {
 		expr.MaxNodes(MaxNodes),
 		expr.Function("distance", distanceFunc, new(func(Point, Point) float64)),
 	}
-	for _, name := range disabledBuiltins {
+	for _, name := range disabledBuiltins() {
 		opts = append(opts, expr.DisableBuiltin(name))
 	}
 	switch k {
@@ -128,50 +129,60 @@ func compileProblem(key, source string, k kind, err error) *Problem {
 	if errors.As(err, &fe) && fe.Line > 0 {
 		return positioned(key, source, fe.Line, fe.Column+1, improveMessage(fe.Message))
 	}
-	msg := err.Error()
+	msg := improveMessage(err.Error())
 	switch {
 	case strings.HasPrefix(msg, "expected bool, but got "):
 		msg = "must be a boolean expression (true or false), but it is " + strings.TrimPrefix(msg, "expected bool, but got ")
 	case strings.HasPrefix(msg, "expected float64, but got "):
 		msg = "must be a number, but it is " + strings.TrimPrefix(msg, "expected float64, but got ")
-	case strings.Contains(msg, "exceeds maximum allowed nodes"):
-		msg = fmt.Sprintf("expression is too large (more than %d syntax nodes)", MaxNodes)
 	}
 	_ = k
 	return positioned(key, source, 1, 1, msg)
 }
 
-// envFields are the names an expression may use after "node." and "pod.".
-var envFields = map[string][]string{
-	"NodeEnv": {"name", "labels", "annotations", "context", "zone", "location", "devices", "capacity", "battery", "taints"},
-	"PodEnv":  {"name", "namespace", "labels", "annotations", "target"},
-	"Point":   {"x", "y", "known"},
-	"Env":     {"node", "pod"},
+// envFields are the names an expression may use inside a type of the
+// environment.
+func envFields(typ string) []string {
+	switch typ {
+	case "NodeEnv":
+		return []string{"name", "labels", "annotations", "context", "zone", "location", "devices", "capacity", "battery", "taints"}
+	case "PodEnv":
+		return []string{"name", "namespace", "labels", "annotations", "target"}
+	case "Point":
+		return []string{"x", "y", "known"}
+	case "Env":
+		return []string{"node", "pod"}
+	}
+	return nil
 }
 
 // improveMessage adds "did you mean …?" to unknown-field errors.
 func improveMessage(msg string) string {
+	msg = strings.TrimSpace(msg)
+	if strings.Contains(msg, "exceeds maximum allowed nodes") {
+		return fmt.Sprintf("expression is too large (more than %d syntax nodes)", MaxNodes)
+	}
 	// expr says e.g. "type policies.NodeEnv has no field contxt" or
 	// "unknown name nod".
 	if rest, ok := strings.CutPrefix(msg, "type policies."); ok {
 		typ, field, ok := strings.Cut(rest, " has no field ")
 		if ok {
 			msg = fmt.Sprintf("%s has no field %s", envName(typ), field)
-			if s := nearest(field, envFields[typ]); s != "" {
+			if s := nearest(field, envFields(typ)); s != "" {
 				msg += fmt.Sprintf(" (did you mean %s?)", s)
-			} else if names := envFields[typ]; len(names) > 0 {
+			} else if names := envFields(typ); len(names) > 0 {
 				msg += " (fields: " + strings.Join(names, ", ") + ")"
 			}
 			return msg
 		}
 	}
 	if name, ok := strings.CutPrefix(msg, "unknown name "); ok {
-		for _, d := range disabledBuiltins {
+		for _, d := range disabledBuiltins() {
 			if name == d {
 				return fmt.Sprintf("%s() is not available in policies (time-dependent or unbounded)", name)
 			}
 		}
-		if s := nearest(name, append(envFields["Env"], "distance")); s != "" {
+		if s := nearest(name, append(envFields("Env"), "distance")); s != "" {
 			msg += fmt.Sprintf(" (did you mean %s?)", s)
 		} else {
 			msg += " (the environment has node, pod and distance(a, b))"
@@ -286,15 +297,35 @@ func snippet(src string, line, col int) string {
 	if line < 1 || line > len(lines) {
 		return ""
 	}
-	text := strings.ReplaceAll(strings.TrimRight(lines[line-1], "\r"), "\t", " ")
+	return Snippet(lines[line-1], col)
+}
+
+// Snippet renders one line of text with a caret under col (1-based); very
+// long lines are cut to a window around col.
+func Snippet(text string, col int) string {
+	const maxWidth, before, after = 120, 60, 50
+	r := []rune(strings.ReplaceAll(strings.TrimRight(text, "\r"), "\t", " "))
 	pad := col - 1
-	if n := utf8.RuneCountInString(text); pad > n {
-		pad = n
+	if pad > len(r) {
+		pad = len(r)
 	}
 	if pad < 0 {
 		pad = 0
 	}
-	return " | " + text + "\n | " + strings.Repeat(" ", pad) + "^"
+	prefix, suffix := "", ""
+	if len(r) <= maxWidth {
+		return " | " + string(r) + "\n | " + strings.Repeat(" ", pad) + "^"
+	}
+	if pad > before {
+		r = r[pad-before:]
+		pad = before + 1
+		prefix = "…"
+	}
+	if len(r) > pad+after {
+		r = r[:pad+after]
+		suffix = "…"
+	}
+	return " | " + prefix + string(r) + suffix + "\n | " + strings.Repeat(" ", pad) + "^"
 }
 
 // nearest returns the candidate closest to s when it is close enough to be

@@ -24,8 +24,11 @@ const (
 	KeyForceDelete     = "forceDelete"
 )
 
-// Keys lists every valid data key of a policy ConfigMap.
-var Keys = []string{KeyMatch, KeyRequire, KeyScore, KeyWeight, KeyOnContextChange, KeySettle, KeyOnNodeFailure, KeyPhiThreshold, KeyForceDelete}
+// Keys lists every valid data key of a policy ConfigMap, in the design's
+// order.
+func Keys() []string {
+	return []string{KeyMatch, KeyRequire, KeyScore, KeyWeight, KeyOnContextChange, KeySettle, KeyOnNodeFailure, KeyPhiThreshold, KeyForceDelete}
+}
 
 // Defaults from the design.
 const (
@@ -118,10 +121,10 @@ func Parse(cm *corev1.ConfigMap) (*Policy, error) {
 	sort.Strings(unknown)
 	for _, k := range unknown {
 		msg := "unknown key"
-		if s := nearest(k, Keys); s != "" {
+		if s := nearest(k, Keys()); s != "" {
 			msg += fmt.Sprintf(": did you mean %s?", s)
 		} else {
-			msg += " (valid keys: " + strings.Join(Keys, ", ") + ")"
+			msg += " (valid keys: " + strings.Join(Keys(), ", ") + ")"
 		}
 		add(&Problem{Key: k, Message: msg})
 	}
@@ -141,7 +144,7 @@ func Parse(cm *corev1.ConfigMap) (*Policy, error) {
 }
 
 func isKey(k string) bool {
-	for _, v := range Keys {
+	for _, v := range Keys() {
 		if k == v {
 			return true
 		}

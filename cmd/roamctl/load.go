@@ -9,7 +9,6 @@ import (
 	"os"
 	"sort"
 	"strings"
-	"unicode/utf8"
 
 	yaml "go.yaml.in/yaml/v3"
 	corev1 "k8s.io/api/core/v1"
@@ -119,15 +118,7 @@ func (d document) snippetAt(line, col int) string {
 	if line < 1 || line > len(d.lines) {
 		return ""
 	}
-	text := strings.ReplaceAll(strings.TrimRight(d.lines[line-1], "\r"), "\t", " ")
-	pad := col - 1
-	if n := utf8.RuneCountInString(text); pad > n {
-		pad = n
-	}
-	if pad < 0 {
-		pad = 0
-	}
-	return " | " + text + "\n | " + strings.Repeat(" ", pad) + "^"
+	return policies.Snippet(d.lines[line-1], col)
 }
 
 // configMap decodes a ConfigMap document. Data values that are not YAML
