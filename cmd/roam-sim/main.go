@@ -1,0 +1,140 @@
+// Command roam-sim simulates a robot fleet and measures roam side by side
+// with stock Kubernetes. `--mode virtual` runs the network model and the
+// detectors in virtual time (no cluster); `--mode cluster` (what `make demo`
+// runs) drives a real control plane.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/roam-dev/roam/sim/network"
+	"github.com/roam-dev/roam/sim/virtual"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "roam-sim:", err)
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("roam-sim", flag.ContinueOnError)
+	v := virtual.DefaultConfig()
+	mode := fs.String("mode", "virtual", "virtual (network model and detectors in virtual time) or cluster (a real control plane)")
+	report := fs.String("report", "", "also write the Markdown report to this file (default roam-sim-<mode>-report.md)")
+	fs.Uint64Var(&v.Seed, "seed", v.Seed, "random seed: the same seed gives the same figures")
+	fs.IntVar(&v.Robots, "robots", v.Robots, "number of robots")
+	fs.DurationVar(&v.Duration, "duration", v.Duration, "simulated time")
+	fs.DurationVar(&v.Network.RenewInterval, "renew-interval", v.Network.RenewInterval, "kubelet Lease renew interval (nodeLeaseDurationSeconds / 4)")
+	links := fs.String("links", network.FormatLinks(v.Network.Links), "link classes: name:share:latency=D,jitter=normal|lognormal|pareto,scale=D,loss=P,bursts=N/h,burstlen=N,burstloss=P;...")
+	fs.Float64Var(&v.Network.DropoutsPerHour, "dropouts-per-hour", v.Network.DropoutsPerHour, "per robot: how often a robot leaves the network")
+	fs.DurationVar(&v.Network.DropoutMedian, "dropout-median", v.Network.DropoutMedian, "median dropout length (log-normal)")
+	fs.DurationVar(&v.Network.DropoutMin, "dropout-min", v.Network.DropoutMin, "shortest dropout")
+	fs.Float64Var(&v.Network.DeathsPerDay, "deaths-per-day", v.Network.DeathsPerDay, "per robot: how often a robot dies")
+	fs.DurationVar(&v.Network.RepairTime, "repair-time", v.Network.RepairTime, "how long a dead robot stays dead")
+	fs.Float64Var(&v.Threshold, "phi-threshold", v.Threshold, "roam's suspicion threshold")
+	fs.IntVar(&v.Phi.Window, "phi-window", 0, "phi window in intervals (0: detector default)")
+	fs.DurationVar(&v.Phi.MinStdDev, "phi-min-stddev", 0, "phi standard deviation floor (0: detector default)")
+	fs.DurationVar(&v.Phi.AcceptablePause, "phi-acceptable-pause", 0, "phi acceptable pause (0: detector default)")
+	fs.DurationVar(&v.Tick, "tick", v.Tick, "how often roam-detector evaluates phi")
+	sweep := fs.String("sweep", joinFloats(v.Sweep), "phi thresholds for the sweep table")
+	fs.DurationVar(&v.StockGrace, "stock-grace", v.StockGrace, "stock node-monitor-grace-period")
+	fs.DurationVar(&v.StockPeriod, "stock-period", v.StockPeriod, "stock node-monitor-period")
+	fs.DurationVar(&v.MinLoss, "min-loss", v.MinLoss, "detection latency is measured over outages at least this long")
+	fs.IntVar(&v.Workers, "workers", 0, "parallel workers (0: GOMAXPROCS)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var err error
+	if v.Network.Links, err = network.ParseLinks(*links); err != nil {
+		return fmt.Errorf("--links: %w", err)
+	}
+	if v.Sweep, err = parseFloats(*sweep); err != nil {
+		return fmt.Errorf("--sweep: %w", err)
+	}
+	if *report == "" {
+		*report = "roam-sim-" + *mode + "-report.md"
+	}
+	switch *mode {
+	case "virtual":
+		return runVirtual(ctx, v, *report, stdout)
+	case "cluster":
+		return errors.New("--mode cluster is not implemented yet: it will drive a real control plane with roam-scheduler and roam-detector; use --mode virtual")
+	default:
+		return fmt.Errorf("--mode %q: want virtual or cluster", *mode)
+	}
+}
+
+func runVirtual(ctx context.Context, cfg virtual.Config, reportPath string, stdout io.Writer) error {
+	fmt.Fprintf(os.Stderr, "roam-sim: %d robots × %s in virtual time (seed %d)…\n", cfg.Robots, cfg.Duration, cfg.Seed)
+	done := make(chan struct{})
+	var res *virtual.Result
+	var err error
+	go func() { res, err = virtual.Run(cfg); close(done) }()
+	start := time.Now()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for waiting := true; waiting; {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+			fmt.Fprintf(os.Stderr, "\r  running… %s", time.Since(start).Round(time.Second))
+		case <-done:
+			waiting = false
+		}
+	}
+	fmt.Fprintln(os.Stderr)
+	if err != nil {
+		return err
+	}
+	f, err := os.Create(reportPath)
+	if err != nil {
+		return fmt.Errorf("creating report: %w", err)
+	}
+	defer f.Close()
+	if err := res.WriteMarkdown(io.MultiWriter(stdout, f)); err != nil {
+		return fmt.Errorf("writing report: %w", err)
+	}
+	fmt.Fprintf(os.Stderr, "roam-sim: report written to %s\n", reportPath)
+	return f.Close()
+}
+
+func joinFloats(fs []float64) string {
+	parts := make([]string, len(fs))
+	for i, f := range fs {
+		parts[i] = strconv.FormatFloat(f, 'g', -1, 64)
+	}
+	return strings.Join(parts, ",")
+}
+
+func parseFloats(s string) ([]float64, error) {
+	var out []float64
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		f, err := strconv.ParseFloat(p, 64)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}

@@ -1,0 +1,62 @@
+package virtual
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/roam-dev/roam/sim/network"
+)
+
+// WriteMarkdown writes the run's report. Its last lines are the headline
+// figures in the form fixed by the design contract.
+func (r *Result) WriteMarkdown(w io.Writer) error {
+	c := r.Config
+	var b strings.Builder
+	fmt.Fprintf(&b, "# roam-sim virtual-time report\n\n")
+	fmt.Fprintf(&b, "Every detector sees the same heartbeat trace. A suspicion while the robot is connected is false; ")
+	fmt.Fprintf(&b, "detection latency (last heartbeat → suspicion) is taken over outages of at least %s (deaths and long dropouts), which every detector here can catch.\n\n", c.MinLoss)
+	fmt.Fprintf(&b, "## Parameters\n\n| parameter | value |\n|---|---|\n")
+	row := func(k string, v any) { fmt.Fprintf(&b, "| %s | %v |\n", k, v) }
+	row("seed", c.Seed)
+	row("robots", c.Robots)
+	row("simulated time", c.Duration)
+	row("robot-hours", fmt.Sprintf("%.0f", r.RobotHours))
+	row("lease renew interval", c.Network.RenewInterval)
+	row("links", "`"+network.FormatLinks(c.Network.Links)+"`")
+	row("dropouts", fmt.Sprintf("%g per robot-hour, log-normal median %s, at least %s", c.Network.DropoutsPerHour, c.Network.DropoutMedian, c.Network.DropoutMin))
+	row("deaths", fmt.Sprintf("%g per robot-day, repaired after %s", c.Network.DeathsPerDay, c.Network.RepairTime))
+	p := c.Phi.WithDefaults()
+	row("roam phi", fmt.Sprintf("threshold %g, window %d, min σ %s, acceptable pause %s, first interval %s, max interval %s, tick %s",
+		c.Threshold, p.Window, p.MinStdDev, p.AcceptablePause, p.FirstInterval, p.MaxInterval, c.Tick))
+	row("stock Kubernetes", fmt.Sprintf("node-monitor-grace-period %s, node-monitor-period %s", c.StockGrace, c.StockPeriod))
+	row("heartbeats delivered", r.Heartbeats)
+	row("outages ≥ "+c.MinLoss.String(), r.LongOutages)
+	row("shorter outages", r.ShortOutages)
+	row("wall time", r.Elapsed.Round(time.Millisecond))
+
+	fmt.Fprintf(&b, "\n## Detectors on the same trace\n\n")
+	fmt.Fprintf(&b, "| detector | detection p50 | detection p99 | missed | shorter outages caught | false suspicions | per 1000 robot-hours |\n|---|---|---|---|---|---|---|\n")
+	for _, s := range []*Score{&r.Roam, &r.Pekko, &r.Rival, &r.Stock} {
+		r.scoreRow(&b, s)
+	}
+	fmt.Fprintf(&b, "\n## Threshold sweep (roam's detector)\n\n")
+	fmt.Fprintf(&b, "| detector | detection p50 | detection p99 | missed | shorter outages caught | false suspicions | per 1000 robot-hours |\n|---|---|---|---|---|---|---|\n")
+	for i := range r.Sweep {
+		r.scoreRow(&b, &r.Sweep[i])
+	}
+	fmt.Fprintf(&b, "\n## Headline\n\n```\n")
+	fmt.Fprintf(&b, "detection p99: %.2f s\n", r.Roam.Percentile(99).Seconds())
+	fmt.Fprintf(&b, "false suspicions per 1000 robot-hours: %.3f\n", r.Roam.FalsePer1000h(r.RobotHours))
+	fmt.Fprintf(&b, "fixed-timeout rival detection p99: %.2f s\n", r.Rival.Percentile(99).Seconds())
+	fmt.Fprintf(&b, "```\n")
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func (r *Result) scoreRow(b *strings.Builder, s *Score) {
+	fmt.Fprintf(b, "| %s | %.2f s | %.2f s | %d | %d of %d | %d | %.3f |\n", s.Name,
+		s.Percentile(50).Seconds(), s.Percentile(99).Seconds(), s.Missed, s.ShortDetected, r.ShortOutages,
+		s.FalseSuspicions, s.FalsePer1000h(r.RobotHours))
+}
