@@ -1,0 +1,99 @@
+package policy
+
+import (
+	"fmt"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"sigs.k8s.io/yaml"
+
+	"github.com/roam-dev/roam/policies"
+)
+
+// RoamPolicyArgs configures the RoamPolicy plugin (pluginConfig args of
+// the KubeSchedulerConfiguration profile).
+type RoamPolicyArgs struct {
+	// GlobalNamespace holds the policies that govern pods of every
+	// namespace. Default "roam-system".
+	GlobalNamespace string `json:"globalNamespace,omitempty"`
+	// RejectUnreachable rejects nodes tainted roam.dev/unreachable for
+	// governed pods, even when a pod tolerates the taint. Default true.
+	RejectUnreachable *bool `json:"rejectUnreachable,omitempty"`
+	// PolicySyncTimeout bounds how long the plugin waits at start for the
+	// initial list of policy ConfigMaps. Default 60s.
+	PolicySyncTimeout *metav1.Duration `json:"policySyncTimeout,omitempty"`
+}
+
+// SetDefaults fills the unset fields of a with their defaults.
+func (a *RoamPolicyArgs) SetDefaults() {
+	if a.GlobalNamespace == "" {
+		a.GlobalNamespace = policies.DefaultGlobalNamespace
+	}
+	if a.RejectUnreachable == nil {
+		t := true
+		a.RejectUnreachable = &t
+	}
+	if a.PolicySyncTimeout == nil {
+		a.PolicySyncTimeout = &metav1.Duration{Duration: 60 * time.Second}
+	}
+}
+
+// Validate reports every invalid field of (defaulted) a, naming the field.
+func (a *RoamPolicyArgs) Validate() error {
+	var errs field.ErrorList
+	for _, msg := range validation.IsDNS1123Label(a.GlobalNamespace) {
+		errs = append(errs, field.Invalid(field.NewPath("globalNamespace"), a.GlobalNamespace, msg))
+	}
+	if a.PolicySyncTimeout != nil && a.PolicySyncTimeout.Duration <= 0 {
+		errs = append(errs, field.Invalid(field.NewPath("policySyncTimeout"), a.PolicySyncTimeout.Duration.String(), "must be positive"))
+	}
+	if err := errs.ToAggregate(); err != nil {
+		return fmt.Errorf("%s args: %w", Name, err)
+	}
+	return nil
+}
+
+// decodeArgs turns the framework's args object (nil, *runtime.Unknown from
+// the configuration file, or a typed *RoamPolicyArgs) into defaulted,
+// validated args. Unknown fields are an error.
+func decodeArgs(obj runtime.Object) (*RoamPolicyArgs, error) {
+	args := &RoamPolicyArgs{}
+	switch o := obj.(type) {
+	case nil:
+	case *RoamPolicyArgs:
+		*args = *o.DeepCopyObject().(*RoamPolicyArgs)
+	case *runtime.Unknown:
+		if err := yaml.UnmarshalStrict(o.Raw, args); err != nil {
+			return nil, fmt.Errorf("%s args: %w", Name, err)
+		}
+	default:
+		return nil, fmt.Errorf("%s args: want *runtime.Unknown or *RoamPolicyArgs, got %T", Name, obj)
+	}
+	args.SetDefaults()
+	if err := args.Validate(); err != nil {
+		return nil, err
+	}
+	return args, nil
+}
+
+// DeepCopyObject implements runtime.Object so typed args can be handed to
+// the framework directly (tests, embedding).
+func (a *RoamPolicyArgs) DeepCopyObject() runtime.Object {
+	out := *a
+	if a.RejectUnreachable != nil {
+		v := *a.RejectUnreachable
+		out.RejectUnreachable = &v
+	}
+	if a.PolicySyncTimeout != nil {
+		v := *a.PolicySyncTimeout
+		out.PolicySyncTimeout = &v
+	}
+	return &out
+}
+
+// GetObjectKind implements runtime.Object.
+func (a *RoamPolicyArgs) GetObjectKind() schema.ObjectKind { return schema.EmptyObjectKind }

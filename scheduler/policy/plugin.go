@@ -1,0 +1,354 @@
+// Package policy is the RoamPolicy scheduler plugin: it places the pods
+// that roam policies govern. PreFilter resolves a pod's policies once per
+// scheduling cycle; Filter requires every governing policy's `require` and
+// rejects robots tainted roam.dev/unreachable; Score adds the policies'
+// scores by weight, normalized to 0..100. A pod no policy governs is
+// skipped at every extension point, so roam-scheduler places it exactly as
+// the default profile would.
+package policy
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sync"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/informers"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
+	fwk "k8s.io/kube-scheduler/framework"
+	"k8s.io/kubernetes/pkg/scheduler/framework"
+
+	"github.com/roam-dev/roam/policies"
+)
+
+// Name is the plugin's name in the registry and in configurations.
+const Name = "RoamPolicy"
+
+// stateKey is where PreFilter leaves the pod's State.
+const stateKey fwk.StateKey = "roam.dev/" + Name
+
+// ReasonUnreachable is the Filter reason for a robot roam-detector suspects.
+const ReasonUnreachable = "node(s) had taint " + policies.UnreachableTaint
+
+// ReasonRequireFalse is the Filter reason when policy key's require does not
+// hold on a node; the scheduler counts identical reasons across nodes, so
+// `kubectl describe pod` reads e.g. "9 policy ns/name: require false".
+func ReasonRequireFalse(key string) string { return "policy " + key + ": require false" }
+
+var (
+	_ framework.PreFilterPlugin   = (*Plugin)(nil)
+	_ framework.FilterPlugin      = (*Plugin)(nil)
+	_ framework.PreScorePlugin    = (*Plugin)(nil)
+	_ framework.ScorePlugin       = (*Plugin)(nil)
+	_ framework.ScoreExtensions   = (*Plugin)(nil)
+	_ framework.EnqueueExtensions = (*Plugin)(nil)
+)
+
+// Plugin is the RoamPolicy plugin.
+type Plugin struct {
+	handle    framework.Handle
+	store     *policies.Store
+	args      RoamPolicyArgs
+	logger    klog.Logger
+	metrics   *counters
+	podLister corelisters.PodLister   // the scheduler's pods (nil without an informer factory)
+	podsSync  cache.InformerSynced    // true once the scheduler runs
+	workers   sync.Pool               // *worker: Filter and Score run in parallel
+	envs      envCache
+}
+
+// worker is one goroutine's evaluator and environment: evaluation
+// allocates nothing.
+type worker struct {
+	ev  *policies.Evaluator
+	env policies.Env
+}
+
+// State is what PreFilter leaves in the cycle state of a governed pod.
+// Other roam plugins read it through Governing.
+type State struct {
+	// Policies govern the pod (sorted by key); all requires must hold.
+	Policies []*policies.Policy
+	pod      policies.PodEnv
+	scoring  bool
+}
+
+// Clone implements fwk.StateData; State is read-only after PreFilter.
+func (s *State) Clone() fwk.StateData { return s }
+
+// Governing returns the policies governing the pod of this cycle, as
+// RoamPolicy's PreFilter resolved them (nil when none, or when RoamPolicy
+// is not enabled in the profile).
+func Governing(state fwk.CycleState) []*policies.Policy {
+	if s, ok := readState(state); ok {
+		return s.Policies
+	}
+	return nil
+}
+
+func readState(state fwk.CycleState) (*State, bool) {
+	if state == nil {
+		return nil, false
+	}
+	v, err := state.Read(stateKey)
+	if err != nil {
+		return nil, false
+	}
+	s, ok := v.(*State)
+	return s, ok
+}
+
+// New builds the plugin: it watches policy ConfigMaps (labelled
+// roam.dev/policy=true) with its own filtered informer, waits for their
+// initial list, and requeues governed pods whenever a policy changes.
+func New(ctx context.Context, obj runtime.Object, h framework.Handle) (framework.Plugin, error) {
+	args, err := decodeArgs(obj)
+	if err != nil {
+		return nil, err
+	}
+	logger := klog.FromContext(ctx).WithValues("plugin", Name)
+	if h.ClientSet() == nil {
+		return nil, fmt.Errorf("%s: the framework handle has no clientset", Name)
+	}
+	factory := informers.NewSharedInformerFactoryWithOptions(h.ClientSet(), 0,
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = policies.PolicyLabel + "=true" }))
+	store, err := policies.NewStore(factory, policies.StoreOptions{GlobalNamespace: args.GlobalNamespace, Logger: logger})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", Name, err)
+	}
+	factory.Start(ctx.Done())
+	syncCtx, cancel := context.WithTimeout(ctx, args.PolicySyncTimeout.Duration)
+	defer cancel()
+	if !cache.WaitForCacheSync(syncCtx.Done(), store.HasSynced) {
+		return nil, fmt.Errorf("%s: policy ConfigMaps did not sync within %s (can the scheduler list and watch ConfigMaps?)",
+			Name, args.PolicySyncTimeout.Duration)
+	}
+	pl := newPlugin(h, store, *args, logger)
+	store.AddChangeHandler(pl.onPolicyChange)
+	return pl, nil
+}
+
+// newPlugin wires a plugin around store (unit tests pass their own).
+func newPlugin(h framework.Handle, store *policies.Store, args RoamPolicyArgs, logger klog.Logger) *Plugin {
+	pl := &Plugin{handle: h, store: store, args: args, logger: logger, metrics: registerMetrics()}
+	pl.workers.New = func() any { return &worker{ev: policies.NewEvaluator()} }
+	if h != nil && h.SharedInformerFactory() != nil {
+		pods := h.SharedInformerFactory().Core().V1().Pods()
+		pl.podLister = pods.Lister()
+		pl.podsSync = pods.Informer().HasSynced
+		// Forget the cached environment of deleted nodes.
+		_, _ = h.SharedInformerFactory().Core().V1().Nodes().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+			DeleteFunc: pl.envs.forget,
+		})
+	}
+	return pl
+}
+
+// Name implements framework.Plugin.
+func (pl *Plugin) Name() string { return Name }
+
+func (pl *Plugin) getWorker() *worker  { return pl.workers.Get().(*worker) }
+func (pl *Plugin) putWorker(w *worker) { w.env = policies.Env{}; pl.workers.Put(w) }
+
+// PreFilter resolves the policies governing pod. A pod that names a
+// missing or never-valid policy is UnschedulableAndUnresolvable with the
+// reason; a pod no policy governs is skipped.
+func (pl *Plugin) PreFilter(_ context.Context, state fwk.CycleState, pod *v1.Pod, _ []fwk.NodeInfo) (*framework.PreFilterResult, *fwk.Status) {
+	w := pl.getWorker()
+	res := pl.store.ForPod(w.ev, pod)
+	pl.putWorker(w)
+	if res.Blocked != "" {
+		return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, res.Blocked)
+	}
+	if len(res.Policies) == 0 {
+		return nil, fwk.NewStatus(fwk.Skip)
+	}
+	s := &State{Policies: res.Policies, pod: policies.PodEnvFor(pod)}
+	for _, p := range res.Policies {
+		s.scoring = s.scoring || p.HasScore
+	}
+	state.Write(stateKey, s)
+	return nil, nil
+}
+
+// PreFilterExtensions implements framework.PreFilterPlugin: the state does
+// not depend on other pods (node environments are rebuilt from the
+// NodeInfo the framework passes, which includes added/removed pods).
+func (pl *Plugin) PreFilterExtensions() framework.PreFilterExtensions { return nil }
+
+// Filter requires every governing policy's require on nodeInfo's node.
+func (pl *Plugin) Filter(_ context.Context, state fwk.CycleState, _ *v1.Pod, nodeInfo fwk.NodeInfo) *fwk.Status {
+	s, ok := readState(state)
+	if !ok {
+		return fwk.AsStatus(fmt.Errorf("%s: no cycle state (PreFilter did not run)", Name))
+	}
+	node := nodeInfo.Node()
+	if node == nil {
+		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, "node not found")
+	}
+	if *pl.args.RejectUnreachable && hasUnreachableTaint(node) {
+		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, ReasonUnreachable)
+	}
+	var start time.Time
+	sample := state.ShouldRecordPluginMetrics()
+	if sample {
+		start = time.Now()
+	}
+	w := pl.getWorker()
+	w.env.Node = *pl.envs.get(nodeInfo)
+	w.env.Pod = s.pod
+	status := pl.require(w, s.Policies)
+	pl.putWorker(w)
+	if sample {
+		pl.metrics.duration.Observe(time.Since(start).Seconds())
+	}
+	return status
+}
+
+// require evaluates every policy's require in w's environment.
+func (pl *Plugin) require(w *worker, ps []*policies.Policy) *fwk.Status {
+	for _, p := range ps {
+		ok, err := p.Require(w.ev, &w.env)
+		switch {
+		case err != nil:
+			pl.metrics.err.Inc()
+			return fwk.NewStatus(fwk.Unschedulable, err.Error())
+		case !ok:
+			pl.metrics.fail.Inc()
+			return fwk.NewStatus(fwk.Unschedulable, ReasonRequireFalse(p.Key()))
+		}
+		pl.metrics.pass.Inc()
+	}
+	return nil
+}
+
+func hasUnreachableTaint(node *v1.Node) bool {
+	for i := range node.Spec.Taints {
+		if node.Spec.Taints[i].Key == policies.UnreachableTaint {
+			return true
+		}
+	}
+	return false
+}
+
+// PreScore skips scoring when no governing policy has a score.
+func (pl *Plugin) PreScore(_ context.Context, state fwk.CycleState, _ *v1.Pod, _ []fwk.NodeInfo) *fwk.Status {
+	if s, ok := readState(state); !ok || !s.scoring {
+		return fwk.NewStatus(fwk.Skip)
+	}
+	return nil
+}
+
+// Score is the weighted sum of the governing policies' scores. The raw
+// float64 travels to NormalizeScore bit-for-bit in the int64 (the
+// framework range-checks scores only after normalization); a node whose
+// score fails to evaluate gets the lowest normalized score.
+func (pl *Plugin) Score(_ context.Context, state fwk.CycleState, _ *v1.Pod, nodeInfo fwk.NodeInfo) (int64, *fwk.Status) {
+	s, ok := readState(state)
+	if !ok {
+		return 0, fwk.AsStatus(fmt.Errorf("%s: no cycle state (PreFilter did not run)", Name))
+	}
+	var start time.Time
+	sample := state.ShouldRecordPluginMetrics()
+	if sample {
+		start = time.Now()
+	}
+	w := pl.getWorker()
+	w.env.Node = *pl.envs.get(nodeInfo)
+	w.env.Pod = s.pod
+	total := pl.score(w, s.Policies)
+	pl.putWorker(w)
+	if sample {
+		pl.metrics.duration.Observe(time.Since(start).Seconds())
+	}
+	return int64(math.Float64bits(total)), nil
+}
+
+// score returns the weighted sum, or NaN when a score fails to evaluate.
+func (pl *Plugin) score(w *worker, ps []*policies.Policy) float64 {
+	total := 0.0
+	for _, p := range ps {
+		if !p.HasScore {
+			continue
+		}
+		v, err := p.Score(w.ev, &w.env)
+		if err != nil {
+			pl.metrics.err.Inc()
+			pl.logger.V(4).Info("Policy score failed", "node", w.env.Node.Name, "err", err)
+			return math.NaN()
+		}
+		pl.metrics.scored.Inc()
+		total += p.Weight * v
+	}
+	return total
+}
+
+// ScoreExtensions implements framework.ScorePlugin.
+func (pl *Plugin) ScoreExtensions() framework.ScoreExtensions { return pl }
+
+// NormalizeScore maps the raw weighted sums linearly onto 0..100 (the best
+// node 100, the worst 0; all equal: 100). Non-finite sums (evaluation
+// errors) get 0.
+func (pl *Plugin) NormalizeScore(_ context.Context, _ fwk.CycleState, _ *v1.Pod, scores framework.NodeScoreList) *fwk.Status {
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for _, s := range scores {
+		v := math.Float64frombits(uint64(s.Score))
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			continue
+		}
+		lo, hi = math.Min(lo, v), math.Max(hi, v)
+	}
+	for i := range scores {
+		v := math.Float64frombits(uint64(scores[i].Score))
+		switch {
+		case math.IsNaN(v) || math.IsInf(v, 0):
+			scores[i].Score = framework.MinNodeScore
+		case hi == lo:
+			scores[i].Score = framework.MaxNodeScore
+		default:
+			scores[i].Score = int64(math.Round((v - lo) / (hi - lo) * float64(framework.MaxNodeScore)))
+		}
+	}
+	return nil
+}
+
+// envCache keeps each node's expression environment for as long as its
+// NodeInfo generation (bumped on every node or pod change) stays the same,
+// so Filter and Score of one cycle, and later cycles, build it once.
+type envCache struct{ m sync.Map } // node name -> *envEntry
+
+type envEntry struct {
+	gen int64
+	env policies.NodeEnv
+}
+
+func (c *envCache) get(ni fwk.NodeInfo) *policies.NodeEnv {
+	node, gen := ni.Node(), ni.GetGeneration()
+	if v, ok := c.m.Load(node.Name); ok {
+		if e := v.(*envEntry); e.gen == gen {
+			return &e.env
+		}
+	}
+	var requested map[v1.ResourceName]int64
+	if r := ni.GetRequested(); r != nil {
+		requested = r.GetScalarResources()
+	}
+	e := &envEntry{gen: gen, env: policies.NodeEnvFor(node, requested)}
+	c.m.Store(node.Name, e)
+	return &e.env
+}
+
+func (c *envCache) forget(obj any) {
+	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = t.Obj
+	}
+	if n, ok := obj.(*v1.Node); ok {
+		c.m.Delete(n.Name)
+	}
+}
