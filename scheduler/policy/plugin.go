@@ -57,9 +57,9 @@ type Plugin struct {
 	args      RoamPolicyArgs
 	logger    klog.Logger
 	metrics   *counters
-	podLister corelisters.PodLister   // the scheduler's pods (nil without an informer factory)
-	podsSync  cache.InformerSynced    // true once the scheduler runs
-	workers   sync.Pool               // *worker: Filter and Score run in parallel
+	podLister corelisters.PodLister // the scheduler's pods (nil without an informer factory)
+	podsSync  cache.InformerSynced  // true once the scheduler runs
+	workers   sync.Pool             // *worker: Filter and Score run in parallel
 	envs      envCache
 }
 
