@@ -219,6 +219,7 @@ type nodeState struct {
 	lastSusp  time.Time // previous suspicion
 	pending   bool      // suspected, eviction not yet issued
 	heldBrake bool      // last shown as held by the brake (Unknown)
+	suspPhi   float64   // phi when suspected
 	evicted   bool
 	phiGauge  prometheus.Gauge
 }
@@ -483,7 +484,7 @@ func (c *Core) Tick(now time.Time, out []Intent) []Intent {
 		thr := c.threshold(n)
 		switch {
 		case !n.suspected && p >= thr:
-			n.suspected, n.since, n.hbSince, n.pending = true, now, 0, true
+			n.suspected, n.since, n.hbSince, n.pending, n.suspPhi = true, now, 0, true, p
 			if !n.lastSusp.IsZero() && now.Sub(n.lastSusp) < FlapWindow {
 				n.flaps = min(n.flaps+1, maxFlapShift)
 			} else {
@@ -534,7 +535,7 @@ func (c *Core) Tick(now time.Time, out []Intent) []Intent {
 		for _, n := range c.nodes {
 			if n.suspected && n.heldBrake && !c.isBraked(n) {
 				n.heldBrake = false
-				out = append(out, Intent{Kind: IntentSuspect, Node: n.name, Phi: n.det.Phi(now),
+				out = append(out, Intent{Kind: IntentSuspect, Node: n.name, Phi: max(n.det.Phi(now), n.suspPhi),
 					Threshold: c.threshold(n), LastHeartbeat: n.det.LastHeartbeat()})
 			}
 		}
@@ -552,6 +553,9 @@ func (c *Core) Tick(now time.Time, out []Intent) []Intent {
 	for _, n := range c.nodes {
 		if !n.pending || now.Sub(n.since) < c.cfg.EvictionDelay {
 			continue
+		}
+		if n.det.Phi(now) < c.threshold(n) {
+			continue // heartbeating again (not yet recovered): never evict a node that is talking
 		}
 		if c.isBraked(n) {
 			if !n.heldBrake {

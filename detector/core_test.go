@@ -425,3 +425,37 @@ func TestCoreConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestBrakeReleaseNeverEvictsTalkingNode(t *testing.T) {
+	s := newSim(t, CoreConfig{RecoverHeartbeats: 100}, nil)
+	for i := range 5 {
+		s.add(fmt.Sprintf("r-%d", i), "")
+	}
+	s.run(time.Minute)
+	s.silence("r-0")
+	s.silence("r-1")
+	s.silence("r-2")
+	got := s.run(10 * time.Second)
+	if count(got, IntentEvict, "") != 0 || !s.core.BrakeActive() {
+		t.Fatalf("brake did not hold: %+v", got)
+	}
+	// r-0 talks again but needs 100 heartbeats to recover; r-2 is deleted,
+	// which releases the brake (2 suspected < 3).
+	s.resume("r-0")
+	s.run(5 * time.Second)
+	s.core.Forget("r-2")
+	delete(s.next, "r-2")
+	got = s.run(5 * time.Second)
+	if s.core.BrakeActive() {
+		t.Fatal("brake still active")
+	}
+	if n := count(got, IntentEvict, "r-0"); n != 0 {
+		t.Errorf("r-0 evicted while heartbeating")
+	}
+	if n := count(got, IntentEvict, "r-1"); n != 1 {
+		t.Errorf("r-1 (still silent) evictions = %d, want 1", n)
+	}
+	if st := s.core.Status("r-0", s.now); !st.Suspected {
+		t.Errorf("r-0 recovered before 100 heartbeats: %+v", st)
+	}
+}
