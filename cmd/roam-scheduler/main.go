@@ -1,0 +1,19 @@
+// Command roam-scheduler is kube-scheduler v1.34 with roam's placement
+// plugins (RoamPolicy, RoamCapability) and scheduler-plugins' Coscheduling:
+//
+//	roam-scheduler --config manifests/scheduler/config.yaml [--kubeconfig FILE] [--leader-elect=false]
+package main
+
+import (
+	"os"
+
+	"k8s.io/component-base/cli"
+	_ "k8s.io/component-base/metrics/prometheus/clientgo" // client-go metrics on /metrics
+	_ "k8s.io/component-base/metrics/prometheus/version"  // version metric on /metrics
+
+	"github.com/roam-dev/roam/scheduler/server"
+)
+
+func main() {
+	os.Exit(cli.Run(server.NewCommand()))
+}
