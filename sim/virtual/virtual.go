@@ -216,8 +216,8 @@ type tally struct {
 	pekko, stock Score
 	// connected silences by length, and long outages' silences so far
 	// (last heartbeat → end of outage), for the rival timeout.
-	gaps       []int64
-	outageGaps []time.Duration
+	gaps                  []int64
+	outageGaps, shortGaps []time.Duration
 }
 
 func newTally(n int) *tally {
@@ -237,6 +237,7 @@ func (t *tally) merge(o *tally) {
 		t.gaps[i] += n
 	}
 	t.outageGaps = append(t.outageGaps, o.outageGaps...)
+	t.shortGaps = append(t.shortGaps, o.shortGaps...)
 }
 
 func (s *Score) add(o *Score) {
@@ -274,6 +275,11 @@ func (t *tally) rival(maxFalse int) (time.Duration, Score) {
 			s.Missed++
 		}
 	}
+	for _, g := range t.shortGaps {
+		if g > timeout {
+			s.ShortDetected++
+		}
+	}
 	return timeout, s.finish(fmt.Sprintf("fixed %s timeout (same false-suspicion rate as roam)", timeout))
 }
 
@@ -290,6 +296,8 @@ func simulateRobot(cfg *Config, thresholds []float64, i int, t *tally) {
 		r.scores = append(r.scores, &t.phi[k])
 	}
 	r.scores = append(r.scores, &t.pekko, &t.stock)
+	r.roamPause, r.roamZ = cfg.Phi.WithDefaults().AcceptablePause, quantile(slices.Min(thresholds))
+	r.pekkoPause, r.pekkoZ = pekkoCfg.AcceptablePause, quantile(pekkoThreshold)
 	r.open = make([]verdict, len(r.scores))
 	have := false
 	for {
@@ -323,6 +331,10 @@ type robotRun struct {
 	roam, pekko    *phi.Detector
 	pekkoThreshold float64
 	prev           time.Duration // last heartbeat
+	// Acceptable pauses and the normal quantiles of the lowest thresholds,
+	// for below.
+	roamPause, pekkoPause time.Duration
+	roamZ, pekkoZ         float64
 	// scores: roam at each threshold, then Pekko, then stock; open holds
 	// each one's verdict on outages[next] so far, and longest the longest
 	// silence overlapping it, so every outage is scored exactly once.
@@ -348,8 +360,13 @@ func (r *robotRun) silence(at time.Duration) {
 		r.t.gaps[min(int((at-prev)/gapBin), maxGapBins)]++
 	}
 	// roam at every threshold: phi is monotone in the silence, so one
-	// evaluation at its end says which thresholds were crossed.
-	end := r.roam.Phi(r.epoch.Add(at))
+	// evaluation at its end says which thresholds were crossed — and most
+	// silences are too short to reach even the lowest one, which the
+	// normal model's quantile tells without evaluating the tail.
+	end := 0.0
+	if !r.below(r.roam, r.roamPause, r.roamZ, at) {
+		end = r.roam.Phi(r.epoch.Add(at))
+	}
 	for k, th := range r.thresholds {
 		var when time.Duration
 		crossed := end >= th
@@ -359,7 +376,7 @@ func (r *robotRun) silence(at time.Duration) {
 		r.judge(k, out, crossed, when)
 	}
 	var when time.Duration
-	crossed := r.pekko.Phi(r.epoch.Add(at)) >= r.pekkoThreshold
+	crossed := !r.below(r.pekko, r.pekkoPause, r.pekkoZ, at) && r.pekko.Phi(r.epoch.Add(at)) >= r.pekkoThreshold
 	if crossed {
 		when, crossed = suspectAt(r.pekko, r.epoch, prev, at, r.pekkoThreshold, cfg.Tick)
 	}
@@ -367,6 +384,20 @@ func (r *robotRun) silence(at time.Duration) {
 	// stock: the first node-monitor period after the grace expires.
 	when = ceilTo(prev+cfg.StockGrace, cfg.StockPeriod)
 	r.judge(len(r.thresholds)+1, out, when < at, when)
+}
+
+// quantile is the standard normal z at which phi reaches threshold:
+// P(Z > z) = 10^-threshold.
+func quantile(threshold float64) float64 {
+	return math.Sqrt2 * math.Erfcinv(2*math.Pow(10, -threshold))
+}
+
+// below reports, without evaluating phi, that d's phi at time at is surely
+// below the threshold whose quantile is z: the silence is shorter than
+// mean + pause + z·σ of the normal model (less a millisecond for rounding).
+func (r *robotRun) below(d *phi.Detector, pause time.Duration, z float64, at time.Duration) bool {
+	floor := d.Mean() + pause + time.Duration(z*float64(d.StdDev())) - time.Millisecond
+	return at-r.prev < floor
 }
 
 // judge records detector k's suspicion (or not) at time when during the
@@ -389,12 +420,14 @@ func (r *robotRun) judge(k int, out *network.Outage, crossed bool, when time.Dur
 func (r *robotRun) closeOutagesBefore(t time.Duration) {
 	for r.next < len(r.outages) && r.outages[r.next].End <= t {
 		o := r.outages[r.next]
-		long := o.End-o.Start >= r.cfg.MinLoss
+		// An outage the run cuts short counts for as long as it was seen.
+		long := min(o.End, r.cfg.Duration)-o.Start >= r.cfg.MinLoss
 		if long {
 			r.t.longOutages++
 			r.t.outageGaps = append(r.t.outageGaps, r.longest)
 		} else {
 			r.t.shortOutages++
+			r.t.shortGaps = append(r.t.shortGaps, r.longest)
 		}
 		for k, v := range r.open {
 			switch {
