@@ -85,8 +85,11 @@ bench: ## Go micro-benchmarks
 bench-scheduler: tools ## roam vs default scheduling throughput against a real apiserver (NODES, PODS)
 	@echo "bench-scheduler: not implemented yet (scheduler issue)"; exit 1
 
+bench-detector: NODES ?= 10000
 bench-detector: ## detector CPU/RSS/sweep at 10,000 nodes @1Hz (NODES)
-	@echo "bench-detector: not implemented yet (detector issue)"; exit 1
+	$(GO) test -run '^$$' -bench 'Heartbeat|Phi' -benchmem ./detector/phi
+	$(GO) test -run '^$$' -bench 'LeaseUpdate|Tick' -benchmem ./detector
+	$(GO) run ./detector/internal/benchfleet -nodes $(NODES)
 
 lint: ## gofmt and go vet must be clean
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -14,7 +14,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
 	"github.com/roam-dev/roam/detector/phi"
@@ -221,7 +220,8 @@ type nodeState struct {
 	heldBrake bool      // last shown as held by the brake (Unknown)
 	suspPhi   float64   // phi when suspected
 	evicted   bool
-	phiGauge  prometheus.Gauge
+	z         float64 // standard score of the node's threshold
+	deadline  int64   // UnixNano at which phi reaches the threshold
 }
 
 // Core is the pure decision logic of roam-detector. All methods are safe for
@@ -233,10 +233,12 @@ type Core struct {
 	start   time.Time
 	limiter *rate.Limiter
 
-	nodes []*nodeState
-	index map[string]int
-	zones map[string]*zoneState
-	all   zoneState
+	nodes    []*nodeState
+	index    map[string]int
+	zs       map[float64]float64 // threshold → standard score
+	lastTick time.Time
+	zones    map[string]*zoneState
+	all      zoneState
 
 	counts [3]int // warmup, alive, suspected
 }
@@ -250,12 +252,17 @@ func NewCore(cfg CoreConfig, start time.Time, metrics *Metrics) (*Core, error) {
 	cfg = cfg.WithDefaults()
 	lim := rate.Limit(cfg.EvictionRate)
 	c := &Core{
-		cfg:     cfg,
-		metrics: metrics,
-		start:   start,
-		limiter: rate.NewLimiter(lim, cfg.EvictionBurst),
-		index:   map[string]int{},
-		zones:   map[string]*zoneState{},
+		cfg:      cfg,
+		metrics:  metrics,
+		start:    start,
+		limiter:  rate.NewLimiter(lim, cfg.EvictionBurst),
+		index:    map[string]int{},
+		zones:    map[string]*zoneState{},
+		zs:       map[float64]float64{},
+		lastTick: start,
+	}
+	if metrics != nil {
+		metrics.NodePhi.setSource(c.eachPhi)
 	}
 	return c, nil
 }
@@ -273,10 +280,7 @@ func (c *Core) node(name string, interval time.Duration) *nodeState {
 		pc.FirstInterval = interval
 		pc.MaxInterval = 0
 	}
-	n := &nodeState{name: name, det: phi.New(pc), interval: pc.FirstInterval}
-	if c.metrics != nil {
-		n.phiGauge = c.metrics.NodePhi.WithLabelValues(name)
-	}
+	n := &nodeState{name: name, det: phi.New(pc), interval: pc.FirstInterval, z: c.zFor(0), deadline: math.MaxInt64}
 	c.index[name] = len(c.nodes)
 	c.nodes = append(c.nodes, n)
 	c.all.total++
@@ -306,6 +310,7 @@ func (c *Core) Heartbeat(node string, interval time.Duration, now time.Time) {
 		n.firstSeen = now
 	}
 	n.det.Heartbeat(now)
+	c.updateDeadline(n)
 	if n.suspected {
 		n.hbSince++
 	}
@@ -361,7 +366,58 @@ func (c *Core) SetThreshold(node string, threshold float64) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.node(node, 0).threshold = threshold
+	n := c.node(node, 0)
+	n.threshold = threshold
+	n.z = c.zFor(threshold)
+	c.updateDeadline(n)
+}
+
+// zFor is the standard score at which phi reaches threshold (0: default),
+// cached per distinct threshold.
+func (c *Core) zFor(threshold float64) float64 {
+	if threshold <= 0 {
+		threshold = c.cfg.Threshold
+	}
+	z, ok := c.zs[threshold]
+	if !ok {
+		z = phi.ZForPhi(threshold)
+		c.zs[threshold] = z
+	}
+	return z
+}
+
+// updateDeadline recomputes when n's phi reaches its threshold: the tick
+// then compares one integer per node instead of evaluating erfc.
+func (c *Core) updateDeadline(n *nodeState) {
+	last := n.det.LastHeartbeat()
+	if last.IsZero() {
+		n.deadline = math.MaxInt64
+		return
+	}
+	after := n.det.SuspectAfter(n.z)
+	if after >= time.Duration(math.MaxInt64-last.UnixNano()) {
+		n.deadline = math.MaxInt64
+		return
+	}
+	n.deadline = last.UnixNano() + int64(after)
+}
+
+// eachPhi reports every node's phi as of the last tick (for
+// roam_node_phi at scrape time).
+func (c *Core) eachPhi(yield func(string, float64)) {
+	type np struct {
+		name string
+		phi  float64
+	}
+	c.mu.Lock()
+	snap := make([]np, len(c.nodes))
+	for i, n := range c.nodes {
+		snap[i] = np{n.name, n.det.Phi(c.lastTick)}
+	}
+	c.mu.Unlock()
+	for _, s := range snap {
+		yield(s.name, s.phi)
+	}
 }
 
 // Forget drops node (it was deleted).
@@ -385,9 +441,6 @@ func (c *Core) Forget(node string) {
 	c.nodes[last] = nil
 	c.nodes = c.nodes[:last]
 	delete(c.index, node)
-	if c.metrics != nil {
-		c.metrics.NodePhi.DeleteLabelValues(node)
-	}
 }
 
 func stateIndex(n *nodeState) int {
@@ -459,14 +512,13 @@ func (c *Core) Tick(now time.Time, out []Intent) []Intent {
 	defer c.mu.Unlock()
 	first := len(out)
 	globalWarm := now.Sub(c.start) >= c.cfg.Warmup
+	nowNs := now.UnixNano()
+	c.lastTick = now
 	for _, n := range c.nodes {
-		p := n.det.Phi(now)
-		if n.phiGauge != nil {
-			n.phiGauge.Set(p)
-		}
 		if n.firstSeen.IsZero() {
 			continue // never heard from: nothing to judge
 		}
+		silent := nowNs >= n.deadline // ⟺ phi ≥ threshold
 		if !n.warm {
 			if !globalWarm || now.Sub(n.firstSeen) < c.cfg.Warmup {
 				continue
@@ -474,16 +526,17 @@ func (c *Core) Tick(now time.Time, out []Intent) []Intent {
 			n.warm = true
 			c.counts[0]--
 			c.counts[1]++
-			if p < c.threshold(n) {
+			if !silent {
 				// Clear whatever a previous detector left on the node.
-				out = append(out, Intent{Kind: IntentRecover, Node: n.name, Phi: p,
+				out = append(out, Intent{Kind: IntentRecover, Node: n.name, Phi: n.det.Phi(now),
 					Threshold: c.threshold(n), LastHeartbeat: n.det.LastHeartbeat()})
 				continue
 			}
 		}
-		thr := c.threshold(n)
 		switch {
-		case !n.suspected && p >= thr:
+		case !n.suspected && silent:
+			p := n.det.Phi(now)
+			thr := c.threshold(n)
 			n.suspected, n.since, n.hbSince, n.pending, n.suspPhi = true, now, 0, true, p
 			if !n.lastSusp.IsZero() && now.Sub(n.lastSusp) < FlapWindow {
 				n.flaps = min(n.flaps+1, maxFlapShift)
@@ -503,7 +556,7 @@ func (c *Core) Tick(now time.Time, out []Intent) []Intent {
 				c.metrics.Detection.Observe(now.Sub(last).Seconds())
 			}
 			out = append(out, Intent{Kind: IntentSuspect, Node: n.name, Phi: p, Threshold: thr, LastHeartbeat: last})
-		case n.suspected && p >= thr:
+		case n.suspected && silent:
 			n.hbSince = 0 // silent again: recovery needs consecutive heartbeats
 		case n.suspected && n.hbSince >= c.cfg.RecoverHeartbeats<<n.flaps:
 			n.suspected, n.pending, n.evicted, n.heldBrake = false, false, false, false
@@ -516,7 +569,7 @@ func (c *Core) Tick(now time.Time, out []Intent) []Intent {
 			if c.metrics != nil {
 				c.metrics.Recoveries.Inc()
 			}
-			out = append(out, Intent{Kind: IntentRecover, Node: n.name, Phi: p, Threshold: thr, LastHeartbeat: n.det.LastHeartbeat()})
+			out = append(out, Intent{Kind: IntentRecover, Node: n.name, Phi: n.det.Phi(now), Threshold: c.threshold(n), LastHeartbeat: n.det.LastHeartbeat()})
 		}
 	}
 
@@ -554,7 +607,7 @@ func (c *Core) Tick(now time.Time, out []Intent) []Intent {
 		if !n.pending || now.Sub(n.since) < c.cfg.EvictionDelay {
 			continue
 		}
-		if n.det.Phi(now) < c.threshold(n) {
+		if nowNs < n.deadline {
 			continue // heartbeating again (not yet recovered): never evict a node that is talking
 		}
 		if c.isBraked(n) {

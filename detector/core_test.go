@@ -159,7 +159,7 @@ func TestSilentNodeSuspectedInTime(t *testing.T) {
 	if v := testutil.ToFloat64(m.Nodes.WithLabelValues(StateAlive)); v != 4 {
 		t.Errorf("roam_nodes{state=alive} = %v", v)
 	}
-	if v := testutil.ToFloat64(m.NodePhi.WithLabelValues("robot-3")); v < 8 {
+	if v := nodePhi(t, m, "robot-3"); v < 8 {
 		t.Errorf("roam_node_phi{robot-3} = %v", v)
 	}
 	if v := testutil.ToFloat64(m.Heartbeats); v < 5*60 {

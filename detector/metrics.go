@@ -2,6 +2,7 @@ package detector
 
 import (
 	"fmt"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -23,7 +24,7 @@ const (
 // Metrics are roam-detector's metrics, named as in the design contract
 // ("Metrics"). A nil *Metrics is valid and records nothing.
 type Metrics struct {
-	NodePhi     *prometheus.GaugeVec
+	NodePhi     *NodePhiCollector
 	Nodes       *prometheus.GaugeVec
 	Heartbeats  prometheus.Counter
 	Suspicions  prometheus.Counter
@@ -38,10 +39,8 @@ type Metrics struct {
 // (nil: not registered).
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
-		NodePhi: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "roam_node_phi",
-			Help: "Current phi-accrual suspicion level of each node.",
-		}, []string{"node"}),
+		NodePhi: &NodePhiCollector{desc: prometheus.NewDesc("roam_node_phi",
+			"Phi-accrual suspicion level of each node, as of the detector's last tick.", []string{"node"}, nil)},
 		Nodes: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "roam_nodes",
 			Help: "Number of nodes the detector tracks, by state (warmup, alive, suspected).",
@@ -92,4 +91,36 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}
 	}
 	return m, nil
+}
+
+// NodePhiCollector reports roam_node_phi for every node at scrape time (as
+// of the last tick), so the decision loop never spends time on per-node
+// gauges.
+type NodePhiCollector struct {
+	desc *prometheus.Desc
+	mu   sync.Mutex
+	each func(yield func(node string, phi float64))
+}
+
+// setSource installs the function that enumerates the nodes' phi.
+func (c *NodePhiCollector) setSource(each func(yield func(node string, phi float64))) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.each = each
+}
+
+// Describe implements prometheus.Collector.
+func (c *NodePhiCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+// Collect implements prometheus.Collector.
+func (c *NodePhiCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	each := c.each
+	c.mu.Unlock()
+	if each == nil {
+		return
+	}
+	each(func(node string, phi float64) {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, phi, node)
+	})
 }

@@ -324,3 +324,44 @@ func log10Tail(z float64) float64 {
 	}
 	return lnQ / ln10
 }
+
+// ZForPhi is the standard score z at which PhiNormal reaches phi (the
+// inverse of -log10 of the normal tail), found by bisection to float64
+// precision; callers cache it per threshold. phi ≤ 0 gives -Inf-like
+// -40 (always reached).
+func ZForPhi(phi float64) float64 {
+	lo, hi := -40.0, 1.0
+	if !(phi > 0) {
+		return lo
+	}
+	for -log10Tail(hi) < phi {
+		hi *= 2
+		if hi > 1e150 {
+			return hi
+		}
+	}
+	for range 200 {
+		mid := (lo + hi) / 2
+		if mid == lo || mid == hi {
+			break
+		}
+		if -log10Tail(mid) < phi {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return hi
+}
+
+// SuspectAfter is how long after the last heartbeat phi reaches the phi
+// whose standard score is z (see ZForPhi): mean + AcceptablePause + z·σ.
+// Comparing the elapsed time with it is how a caller checks "phi ≥
+// threshold" for many nodes without evaluating erfc for each.
+func (d *Detector) SuspectAfter(z float64) time.Duration {
+	s := float64(d.sum)/float64(d.n)/1000 + d.pause + z*d.stdDev()
+	if s > float64(math.MaxInt64/int64(time.Second)) {
+		return time.Duration(math.MaxInt64)
+	}
+	return time.Duration(s * float64(time.Second))
+}

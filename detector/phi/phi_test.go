@@ -207,3 +207,31 @@ func BenchmarkPhi(b *testing.B) {
 	}
 	_ = sink
 }
+
+func TestZForPhiInvertsPhi(t *testing.T) {
+	// Reference: z = 5.612001244174789 for phi 8 (python3: 200-step
+	// bisection of -log10(0.5*math.erfc(z/math.sqrt(2))) == 8 on [0, 10]).
+	if z := ZForPhi(8); math.Abs(z-5.612001244174789) > 1e-9 {
+		t.Errorf("ZForPhi(8) = %.15g", z)
+	}
+	for _, p := range []float64{0.5, 1, 3, 8, 12, 50, 400, 1e4} {
+		z := ZForPhi(p)
+		if got := PhiNormal(z, 0, 1); math.Abs(got-p) > 1e-9*p {
+			t.Errorf("PhiNormal(ZForPhi(%v)) = %v", p, got)
+		}
+	}
+	d := New(Config{FirstInterval: time.Second})
+	now := t0
+	for range 100 {
+		d.Heartbeat(now)
+		now = now.Add(time.Second)
+	}
+	last := d.LastHeartbeat()
+	after := d.SuspectAfter(ZForPhi(8))
+	if p := d.Phi(last.Add(after - time.Millisecond)); p >= 8 {
+		t.Errorf("phi just before SuspectAfter = %v", p)
+	}
+	if p := d.Phi(last.Add(after + time.Millisecond)); p < 8 {
+		t.Errorf("phi just after SuspectAfter = %v", p)
+	}
+}
