@@ -10,8 +10,6 @@ import (
 	_ "k8s.io/kubernetes/pkg/scheduler/testing"
 	_ "k8s.io/kubernetes/pkg/scheduler/testing/framework"
 	_ "sigs.k8s.io/controller-runtime/pkg/envtest"
-	_ "sigs.k8s.io/kustomize/api/krusty"
-	_ "sigs.k8s.io/kustomize/kyaml/filesys"
 	_ "sigs.k8s.io/scheduler-plugins/pkg/coscheduling"
 	_ "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
 )
