@@ -83,6 +83,16 @@ func parseFlags(fs *flag.FlagSet, args []string) (*options, error) {
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
+	// Zero means "default" inside the library; on the command line it is
+	// always a mistake for these.
+	switch {
+	case o.core.Threshold <= 0:
+		return nil, fmt.Errorf("invalid flags: --phi-threshold %v must be positive", o.core.Threshold)
+	case o.core.EvictionBurst < 1:
+		return nil, fmt.Errorf("invalid flags: --eviction-burst %d must be at least 1", o.core.EvictionBurst)
+	case o.core.BrakeFraction <= 0:
+		return nil, fmt.Errorf("invalid flags: --brake-fraction %v must be in (0, 1]", o.core.BrakeFraction)
+	}
 	if err := o.core.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid flags: %w", err)
 	}
