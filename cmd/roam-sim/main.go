@@ -58,6 +58,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.DurationVar(&v.StockPeriod, "stock-period", v.StockPeriod, "stock node-monitor-period")
 	fs.DurationVar(&v.MinLoss, "min-loss", v.MinLoss, "detection latency is measured over outages at least this long")
 	fs.IntVar(&v.Workers, "workers", 0, "parallel workers (0: GOMAXPROCS)")
+	cf := addClusterFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -75,7 +76,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	case "virtual":
 		return runVirtual(ctx, v, *report, stdout)
 	case "cluster":
-		return errors.New("--mode cluster is not implemented yet: it will drive a real control plane with roam-scheduler and roam-detector; use --mode virtual")
+		return runCluster(ctx, fs, v, cf, *report, stdout)
 	default:
 		return fmt.Errorf("--mode %q: want virtual or cluster", *mode)
 	}

@@ -1,0 +1,172 @@
+package cluster
+
+import (
+	"math"
+	"sort"
+	"time"
+)
+
+// Sample is one displaced pod and how long its replacement took.
+type Sample struct {
+	// Kind is "loss" (a robot went silent) or "context" (its context changed).
+	Kind     string
+	Robot    string
+	Workload string
+	Copy     Copy
+	Pod      string
+	// Start is the robot's last heartbeat (loss) or the label change (context).
+	Start time.Time
+	// Seconds is Start → a replacement pod of the same owner Running; when
+	// Replaced is false the run ended first and Seconds is the run's end −
+	// Start, a lower bound.
+	Seconds     float64
+	Replaced    bool
+	Replacement string
+	NewNode     string
+}
+
+// Mark is one event on a lost robot's timeline, in seconds after its last
+// heartbeat.
+type Mark struct {
+	Lane    string // "robot", "roam" or "stock"
+	Seconds float64
+	Label   string
+}
+
+// LostRobot is what happened around one lost robot.
+type LostRobot struct {
+	Name, Context, Link   string
+	RoamPods, StockPods   int
+	LastBeat, LostAt      time.Time
+	RoamTaint, StockTaint time.Time
+	Marks                 []Mark
+}
+
+// Result is a cluster-mode run's measurements.
+type Result struct {
+	Config     Config
+	Start, End time.Time
+	Samples    []Sample
+	Lost       []LostRobot
+	// Deletions counts pod deletions by copy/reason (reason: the pod's
+	// DisruptionTarget reason, or "deleted").
+	Deletions        map[string]int
+	StockTolerations string
+	// Switches are "robot: from → to" for every context switch.
+	Switches []string
+
+	stayed int      // stock pods left on switched robots at the end
+	charts []string // chart files written by WriteFiles
+}
+
+// RunLength is the scenario's length (start → end).
+func (r *Result) RunLength() time.Duration { return r.End.Sub(r.Start) }
+
+// Figure is a p99 over samples; Lower is true when some sample was not
+// replaced by the end of the run, so the true p99 is at least Seconds.
+type Figure struct {
+	Seconds    float64
+	Lower      bool
+	N, Pending int
+}
+
+// P99 is the nearest-rank 99th percentile of the samples of kind and copy.
+func (r *Result) P99(kind string, c Copy) Figure {
+	var xs []float64
+	var f Figure
+	for _, s := range r.Samples {
+		if s.Kind != kind || s.Copy != c {
+			continue
+		}
+		xs = append(xs, s.Seconds)
+		if !s.Replaced {
+			f.Pending++
+		}
+	}
+	f.N = len(xs)
+	if f.N == 0 {
+		return f
+	}
+	sort.Float64s(xs)
+	f.Seconds = xs[int(math.Ceil(0.99*float64(len(xs))))-1]
+	f.Lower = f.Pending > 0
+	return f
+}
+
+func (s *sim) result() *Result {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cfg := *s.cfg
+	cfg.Clock, cfg.Status = nil, nil
+	res := &Result{Config: cfg, Start: s.start, End: s.end, Deletions: map[string]int{}, StockTolerations: s.tolerations}
+	if res.End.IsZero() {
+		res.End = s.clock.Now()
+	}
+	for k, v := range s.evictions {
+		res.Deletions[k] = v
+	}
+	lost := map[*robot]*LostRobot{}
+	var lostOrder []*robot
+	for _, d := range s.disruptions {
+		start := d.at
+		if d.kind == "loss" {
+			start = d.robot.lastBeat
+		}
+		sm := Sample{Kind: d.kind, Robot: d.robot.spec.Name, Workload: d.pod.workload, Copy: d.pod.copy, Pod: d.pod.name, Start: start}
+		if d.replacement != nil {
+			sm.Replaced, sm.Replacement, sm.NewNode = true, d.replacement.name, d.replacement.node
+			sm.Seconds = d.replacement.running.Sub(start).Seconds()
+		} else {
+			sm.Seconds = res.End.Sub(start).Seconds()
+		}
+		res.Samples = append(res.Samples, sm)
+		if d.kind == "context" {
+			continue
+		}
+		lr := lost[d.robot]
+		if lr == nil {
+			r := d.robot
+			lr = &LostRobot{Name: r.spec.Name, Context: r.context, Link: r.spec.LinkName, LastBeat: r.lastBeat, LostAt: r.lostAt,
+				RoamTaint: r.roamTaintAt, StockTaint: r.stockTaintAt}
+			lost[d.robot] = lr
+			lostOrder = append(lostOrder, d.robot)
+			since := func(t time.Time) float64 { return t.Sub(r.lastBeat).Seconds() }
+			lr.Marks = append(lr.Marks, Mark{"robot", 0, "last heartbeat"}, Mark{"robot", since(r.lostAt), "robot lost"})
+			if !r.roamTaintAt.IsZero() {
+				lr.Marks = append(lr.Marks, Mark{"roam", since(r.roamTaintAt), "roam: suspected, tainted"})
+			}
+			if !r.stockTaintAt.IsZero() {
+				lr.Marks = append(lr.Marks, Mark{"stock", since(r.stockTaintAt), "stock: NotReady, NoExecute taint"})
+			}
+		}
+		since := func(t time.Time) float64 { return t.Sub(d.robot.lastBeat).Seconds() }
+		lane := string(d.pod.copy)
+		if d.pod.copy == Roam {
+			lr.RoamPods++
+		} else {
+			lr.StockPods++
+		}
+		if !d.pod.deleting.IsZero() {
+			lr.Marks = append(lr.Marks, Mark{lane, since(d.pod.deleting), d.pod.name + " deleted"})
+		}
+		if d.replacement != nil {
+			lr.Marks = append(lr.Marks, Mark{lane, since(d.replacement.running), d.replacement.name + " Running"})
+		} else {
+			lr.Marks = append(lr.Marks, Mark{lane, since(res.End), "run ends: " + d.pod.name + " not replaced"})
+		}
+	}
+	for _, r := range lostOrder {
+		res.Lost = append(res.Lost, *lost[r])
+	}
+	for _, r := range s.order {
+		if r.switched {
+			res.Switches = append(res.Switches, r.spec.Name+": "+r.spec.Context+" → "+r.context)
+			for _, p := range s.onRobot(r.spec.Name) {
+				if Copy(p.Labels[CopyLabel]) == Stock {
+					res.stayed++
+				}
+			}
+		}
+	}
+	return res
+}
