@@ -161,7 +161,7 @@ func (a *applier) waitEstablished(ctx context.Context, t *testing.T, name string
 // of both ServiceAccounts by impersonating them.
 func TestApplyToAPIServer(t *testing.T) {
 	cp, cs := cptest.Start(t, controlplane.Options{})
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 
 	w := &warnings{}
@@ -244,6 +244,16 @@ func TestApplyToAPIServer(t *testing.T) {
 
 	t.Run("detector RBAC", func(t *testing.T) { testDetectorRBAC(ctx, t, cp.Config, cs) })
 	t.Run("scheduler RBAC", func(t *testing.T) { testSchedulerRBAC(ctx, t, cp.Config, cs) })
+
+	// The real binaries, with the manifests' config and flags, as their
+	// ServiceAccounts: the RBAC is not only tight but sufficient.
+	bins := buildBinaries(t)
+	t.Run("roam-scheduler runs as its ServiceAccount", func(t *testing.T) {
+		testSchedulerRuns(ctx, t, bins, cp.Kubeconfig, cs, base)
+	})
+	t.Run("roam-detector runs as its ServiceAccount", func(t *testing.T) {
+		testDetectorRuns(ctx, t, bins, cp.Kubeconfig, cs)
+	})
 }
 
 // as returns clients that act as user (impersonation by the admin).

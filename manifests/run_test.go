@@ -1,0 +1,282 @@
+package manifests_test
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// buildBinaries compiles roam-scheduler and roam-detector from this
+// checkout (never stale binaries from bin/).
+func buildBinaries(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	cmd := exec.Command("go", "build", "-o", dir+string(filepath.Separator), "../cmd/roam-scheduler", "../cmd/roam-detector")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return dir
+}
+
+// kubeconfigAs writes a copy of the admin kubeconfig that impersonates user,
+// so a binary runs with exactly the manifests' RBAC.
+func kubeconfigAs(t *testing.T, admin, user string) string {
+	t.Helper()
+	cfg, err := clientcmd.LoadFromFile(admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ai := range cfg.AuthInfos {
+		ai.Impersonate = user
+	}
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// process is a child binary whose output goes to a file.
+type process struct {
+	name, log string
+}
+
+func start(t *testing.T, bin string, args ...string) *process {
+	t.Helper()
+	p := &process{name: filepath.Base(bin), log: filepath.Join(t.TempDir(), filepath.Base(bin)+".log")}
+	f, err := os.Create(p.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		f.Close()
+		if t.Failed() {
+			out, _ := os.ReadFile(p.log)
+			t.Logf("%s output:\n%s", p.name, tail(string(out), 60))
+		}
+	})
+	return p
+}
+
+func tail(s string, lines int) string {
+	l := strings.Split(s, "\n")
+	if len(l) > lines {
+		l = l[len(l)-lines:]
+	}
+	return strings.Join(l, "\n")
+}
+
+var forbiddenRE = regexp.MustCompile(`(?i)forbidden`)
+
+// noForbidden fails when the process logged an authorization failure: its
+// RBAC misses something it uses.
+func (p *process) noForbidden(t *testing.T) {
+	t.Helper()
+	out, err := os.ReadFile(p.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if forbiddenRE.MatchString(line) {
+			t.Errorf("%s was refused by RBAC: %s", p.name, line)
+		}
+	}
+}
+
+// readyNode is a schedulable robot (no kubelet exists: the test sets its
+// status as one would).
+func readyNode(name string, labels map[string]string, extra corev1.ResourceList) *corev1.Node {
+	alloc := corev1.ResourceList{
+		corev1.ResourceCPU:    resource.MustParse("4"),
+		corev1.ResourceMemory: resource.MustParse("8Gi"),
+		corev1.ResourcePods:   resource.MustParse("110"),
+	}
+	for k, v := range extra {
+		alloc[k] = v
+	}
+	return &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels},
+		Status: corev1.NodeStatus{
+			Capacity: alloc, Allocatable: alloc,
+			Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady",
+				LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}},
+		},
+	}
+}
+
+func createReadyNode(ctx context.Context, t *testing.T, cs kubernetes.Interface, n *corev1.Node) {
+	t.Helper()
+	status := n.Status
+	created, err := cs.CoreV1().Nodes().Create(ctx, n, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	created.Status = status
+	if created, err = cs.CoreV1().Nodes().UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// Admission taints a new Node not-ready; kube-controller-manager would
+	// lift it once the node is Ready (there is none here).
+	created.Spec.Taints = nil
+	if _, err := cs.CoreV1().Nodes().Update(ctx, created, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// testSchedulerRuns runs the real roam-scheduler with the base's generated
+// config, as its ServiceAccount: it must lead, serve /readyz on its secure
+// port, and place an example pod by its policy, without one RBAC refusal.
+func testSchedulerRuns(ctx context.Context, t *testing.T, bins, adminKubeconfig string, cs kubernetes.Interface, base []*unstructured.Unstructured) {
+	// The RBAC subtest left a Lease held by a fake holder; a real leader
+	// would wait out its duration.
+	_ = cs.CoordinationV1().Leases(systemNamespace).Delete(ctx, schedulerName, metav1.DeleteOptions{})
+
+	var config string
+	for _, o := range base {
+		if o.GetKind() == "ConfigMap" && strings.HasPrefix(o.GetName(), schedulerConfigCM+"-") {
+			config, _, _ = unstructured.NestedString(o.Object, "data", "config.yaml")
+		}
+	}
+	if config == "" {
+		t.Fatal("no generated scheduler ConfigMap in the base")
+	}
+	cfgPath := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(cfgPath, []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	port := freePort(t)
+	p := start(t, filepath.Join(bins, "roam-scheduler"), "--config="+cfgPath,
+		"--kubeconfig="+kubeconfigAs(t, adminKubeconfig, schedulerSA),
+		"--bind-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", port), "-v=2")
+
+	// A hospital robot with cameras, and the example medical-assistant pod.
+	createReadyNode(ctx, t, cs, readyNode("robot-2", map[string]string{"roam.dev/context": "hospital"},
+		corev1.ResourceList{"roam.dev/camera": resource.MustParse("2")}))
+	var tmpl map[string]any
+	for _, o := range build(t, examplesDir) {
+		if o.GetKind() == "Deployment" && o.GetName() == "medical-assistant" {
+			tmpl, _, _ = unstructured.NestedMap(o.Object, "spec", "template")
+		}
+	}
+	pod := &corev1.Pod{}
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(tmpl, pod); err != nil {
+		t.Fatal(err)
+	}
+	pod.Name, pod.Namespace = "medical-assistant-0", "hospital-apps"
+	if _, err := cs.CoreV1().Pods(pod.Namespace).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 90*time.Second, true, func(ctx context.Context) (bool, error) {
+		got, err := cs.CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
+		return err == nil && got.Spec.NodeName != "", nil
+	})
+	if err != nil {
+		t.Fatalf("roam-scheduler did not bind the medical-assistant pod: %v", err)
+	}
+	got, _ := cs.CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
+	if got.Spec.NodeName != "robot-2" {
+		t.Errorf("medical-assistant pod on %q, want robot-2 (the only hospital robot with a camera)", got.Spec.NodeName)
+	}
+	lease, err := cs.CoordinationV1().Leases(systemNamespace).Get(ctx, schedulerName, metav1.GetOptions{})
+	if err != nil || lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity == "" {
+		t.Errorf("leader Lease roam-system/roam-scheduler: %v, %+v", err, lease)
+	}
+	// /readyz on the secure port, unauthenticated as a kubelet's probe is
+	// (always-allowed path), over the self-signed certificate.
+	waitHTTP(ctx, t, fmt.Sprintf("https://127.0.0.1:%d/readyz", port), "ok")
+	p.noForbidden(t)
+}
+
+// testDetectorRuns runs the real roam-detector with the Deployment's flags,
+// as its ServiceAccount: it must take its leader Lease and become ready
+// (every informer synced) without one RBAC refusal.
+func testDetectorRuns(ctx context.Context, t *testing.T, bins, adminKubeconfig string, cs kubernetes.Interface) {
+	_ = cs.CoordinationV1().Leases(systemNamespace).Delete(ctx, detectorName, metav1.DeleteOptions{})
+	port := freePort(t)
+	p := start(t, filepath.Join(bins, "roam-detector"),
+		"--kubeconfig="+kubeconfigAs(t, adminKubeconfig, detectorSA),
+		"--leader-elect=true", "--leader-elect-namespace=roam-system",
+		fmt.Sprintf("--metrics-addr=127.0.0.1:%d", port),
+		// No kubelets renew Leases here: keep it from suspecting the test's
+		// robots while it is checked.
+		"--warmup=10m")
+	waitHTTP(ctx, t, fmt.Sprintf("http://127.0.0.1:%d/readyz", port), "ok: leader")
+	waitHTTP(ctx, t, fmt.Sprintf("http://127.0.0.1:%d/healthz", port), "ok")
+	body := waitHTTP(ctx, t, fmt.Sprintf("http://127.0.0.1:%d/metrics", port), "roam_nodes")
+	if !strings.Contains(body, "roam_policies") {
+		t.Errorf("/metrics lacks roam_policies")
+	}
+	lease, err := cs.CoordinationV1().Leases(systemNamespace).Get(ctx, detectorName, metav1.GetOptions{})
+	if err != nil || lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity == "" {
+		t.Errorf("leader Lease roam-system/roam-detector: %v, %+v", err, lease)
+	}
+	p.noForbidden(t)
+}
+
+// waitHTTP polls url until it answers 200 with a body containing want.
+func waitHTTP(ctx context.Context, t *testing.T, url, want string) string {
+	t.Helper()
+	// The scheduler's certificate is self-signed, generated at start.
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	var last, body string
+	err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 90*time.Second, true, func(ctx context.Context) (bool, error) {
+		resp, err := client.Get(url)
+		if err != nil {
+			last = err.Error()
+			return false, nil
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		body = string(b)
+		last = fmt.Sprintf("%d %s", resp.StatusCode, tail(body, 5))
+		return resp.StatusCode == http.StatusOK && strings.Contains(string(b), want), nil
+	})
+	if err != nil {
+		t.Fatalf("GET %s never answered 200 with %q; last: %s", url, want, last)
+	}
+	return body
+}
