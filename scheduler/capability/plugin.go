@@ -104,8 +104,8 @@ func (pl *Plugin) PreScore(_ context.Context, state fwk.CycleState, pod *v1.Pod,
 
 // Raw scores pack the three components into one non-negative int64 for
 // NormalizeScore, which needs each one's range over all nodes:
-// bits 0..30 distance in decimetres, 31..52 free device units, 53..62
-// matched features.
+// bits 0..30 distance in decimetres (maxDist: the node's location is
+// unknown), 31..52 free device units, 53..62 matched features.
 const (
 	distBits, devBits, featBits = 31, 22, 10
 	maxDist                     = 1<<distBits - 1
@@ -138,8 +138,10 @@ func (pl *Plugin) Score(_ context.Context, state fwk.CycleState, _ *v1.Pod, node
 	node := nodeInfo.Node()
 	var dist, dev, feat int64
 	if s.target.Known {
-		d := policies.Distance(policies.ParsePoint(node.Annotations[policies.LocationAnnotation]), s.target)
-		dist = int64(math.Round(d * 10))
+		dist = maxDist // unknown location: the farthest of all
+		if loc := policies.ParsePoint(node.Annotations[policies.LocationAnnotation]); loc.Known {
+			dist = min(int64(math.Round(policies.Distance(loc, s.target)*10)), maxDist-1)
+		}
 	}
 	if len(s.requests) > 0 {
 		alloc := nodeInfo.GetAllocatable().GetScalarResources()
@@ -172,7 +174,9 @@ func (pl *Plugin) NormalizeScore(_ context.Context, state fwk.CycleState, _ *v1.
 	widen := func(r *rng, x int64) { r.lo, r.hi = min(r.lo, x), max(r.hi, x) }
 	for _, sc := range scores {
 		d, dv, f := unpack(sc.Score)
-		widen(&dr, d)
+		if d != maxDist { // unknown locations score 0 and do not stretch the range
+			widen(&dr, d)
+		}
 		widen(&vr, dv)
 		widen(&fr, f)
 	}
@@ -199,7 +203,7 @@ func (pl *Plugin) NormalizeScore(_ context.Context, state fwk.CycleState, _ *v1.
 	for i := range scores {
 		d, dv, f := unpack(scores[i].Score)
 		var total int64
-		if s.target.Known {
+		if s.target.Known && d != maxDist {
 			total += pl.locationW * norm(dr, d, true)
 		}
 		if len(s.requests) > 0 {
