@@ -393,8 +393,8 @@ func (s *sim) observePod(pod *corev1.Pod, deleted bool) {
 }
 
 // podStarted is called when the sim's kubelet has set a pod Running: it
-// completes the oldest open disruption of the same workload copy that the
-// pod did not exist for.
+// completes the open disruption of the same workload copy whose pod was
+// deleted first, among those deleted before this pod was created.
 func (s *sim) podStarted(pod *corev1.Pod, at time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -406,11 +406,22 @@ func (s *sim) podStarted(pod *corev1.Pod, at time.Time) {
 	if s.start.IsZero() {
 		return
 	}
+	// The owner replaces a pod only once it is deleted (terminating or
+	// gone), and the informer sees that before the replacement's creation.
+	var match *disruption
 	for _, d := range s.disruptions {
-		if d.replacement == nil && d.pod.workload == p.workload && !d.known[p.uid] && p.node != d.robot.spec.Name {
-			d.replacement = p
-			return
+		if d.replacement != nil || d.pod.workload != p.workload || d.known[p.uid] || p.node == d.robot.spec.Name {
+			continue
 		}
+		if d.pod.deleting.IsZero() || p.created.Before(d.pod.deleting) {
+			continue
+		}
+		if match == nil || d.pod.deleting.Before(match.pod.deleting) {
+			match = d
+		}
+	}
+	if match != nil {
+		match.replacement = p
 	}
 }
 

@@ -1,0 +1,127 @@
+package cluster
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/klog/v2/ktesting"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+)
+
+// buildRoamBinaries builds roam-scheduler and roam-detector from this
+// checkout into a temporary directory, so the test works from a clean clone.
+func buildRoamBinaries(t *testing.T) (root, binDir string) {
+	t.Helper()
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		t.Fatalf("go env GOMOD: %v", err)
+	}
+	root = filepath.Dir(strings.TrimSpace(string(out)))
+	binDir = t.TempDir()
+	cmd := exec.Command("go", "build", "-o", binDir+"/", "./cmd/roam-scheduler", "./cmd/roam-detector")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building roam-scheduler and roam-detector: %v\n%s", err, out)
+	}
+	return root, binDir
+}
+
+// TestClusterSmoke runs a small fleet against a real control plane with
+// stock kube-controller-manager: one robot running pods of both copies is
+// lost; roam's replacement must be Running by the end of the run, while the
+// stock pod (50 s grace + 300 s toleration) must not be replaced yet.
+func TestClusterSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: needs a control plane and builds roam binaries (skipped with -short)")
+	}
+	ctrllog.SetLogger(logr.Discard()) // envtest logs through controller-runtime
+	root, binDir := buildRoamBinaries(t)
+	cfg := DefaultConfig()
+	cfg.Seed = 7
+	cfg.Robots = 6
+	cfg.Duration = 45 * time.Second
+	cfg.LossAt = []time.Duration{20 * time.Second}
+	cfg.SwitchAt = nil
+	cfg.StartDelay = time.Second
+	// Two hospital robots with three cameras each: two roam and two stock
+	// pods spread over both, and the survivor has room for roam's replacement.
+	cfg.Devices = []Device{{Resource: "roam.dev/camera", Share: 1, Units: 3}}
+	cfg.Workloads = DefaultWorkloads(2, 1)[:1]
+	cfg.RoamBinDir = binDir
+	cfg.OutDir = t.TempDir()
+	cfg.WithRepoPaths(root)
+	_, ctx := ktesting.NewTestContext(t)
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	res, err := Run(ctx, cfg)
+	if err != nil {
+		for _, f := range []string{"roam-detector.log", "roam-scheduler.log"} {
+			if data, rerr := os.ReadFile(filepath.Join(cfg.OutDir, f)); rerr == nil && len(data) > 0 {
+				t.Logf("%s (tail):\n%s", f, tail(string(data), 3000))
+			}
+		}
+		t.Fatalf("Run: %v", err)
+	}
+	var roamReplaced, stock, stockReplaced int
+	for _, s := range res.Samples {
+		t.Logf("sample: %+v", s)
+		if s.Kind != "loss" {
+			continue
+		}
+		switch s.Copy {
+		case Roam:
+			if s.Replaced {
+				roamReplaced++
+			}
+		case Stock:
+			stock++
+			if s.Replaced {
+				stockReplaced++
+			}
+		}
+	}
+	if len(res.Lost) != 1 {
+		t.Fatalf("lost robots = %d, want 1", len(res.Lost))
+	}
+	if roamReplaced == 0 {
+		t.Errorf("no roam pod of the lost robot %s was replaced by a Running pod", res.Lost[0].Name)
+	}
+	if stock == 0 {
+		t.Errorf("the lost robot %s ran no stock pod: the comparison is not on the same failure", res.Lost[0].Name)
+	}
+	if stockReplaced != 0 {
+		t.Errorf("%d stock pods were replaced within %s; stock Kubernetes needs 50 s + 300 s", stockReplaced, cfg.Duration)
+	}
+	head := res.Headline()
+	t.Logf("headline:\n%s", strings.Join(head, "\n"))
+	if !strings.HasPrefix(head[0], "redeploy p99: roam ") || !strings.Contains(head[0], "stock > ") || !strings.Contains(head[0], "ratio > ") {
+		t.Errorf("headline %q: want a roam figure and a lower-bound stock figure and ratio", head[0])
+	}
+	path, err := res.WriteFiles(cfg.OutDir)
+	if err != nil {
+		t.Fatalf("WriteFiles: %v", err)
+	}
+	report, _ := os.ReadFile(path)
+	if !strings.Contains(string(report), head[0]) {
+		t.Errorf("report %s lacks the headline %q", path, head[0])
+	}
+	for _, svg := range []string{"redeploy-cdf.svg", "lost-robot-timeline.svg"} {
+		data, err := os.ReadFile(filepath.Join(cfg.OutDir, svg))
+		if err != nil || !strings.Contains(string(data), "<svg") || !strings.Contains(string(data), "seed 7") {
+			t.Errorf("chart %s missing or unlabelled: %v", svg, err)
+		}
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}

@@ -1,0 +1,116 @@
+package cluster
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"sigs.k8s.io/yaml"
+)
+
+func TestSchedulerConfigAddsDefaultProfile(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "in.yaml")
+	in := `apiVersion: kubescheduler.config.k8s.io/v1
+kind: KubeSchedulerConfiguration
+leaderElection: {leaderElect: true}
+profiles:
+- schedulerName: roam-scheduler
+  plugins:
+    queueSort:
+      enabled: [{name: Coscheduling}]
+      disabled: [{name: "*"}]
+    multiPoint:
+      enabled: [{name: Coscheduling}, {name: RoamPolicy}]
+  pluginConfig:
+  - name: Coscheduling
+    args: {permitWaitingTimeSeconds: 10}
+  - name: RoamPolicy
+    args: {globalNamespace: roam-system}
+`
+	if err := os.WriteFile(src, []byte(in), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(t.TempDir(), "out.yaml")
+	if err := schedulerConfig(src, "/k/admin.kubeconfig", dst); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := os.ReadFile(dst)
+	var doc struct {
+		LeaderElection   struct{ LeaderElect bool }  `json:"leaderElection"`
+		ClientConnection struct{ Kubeconfig string } `json:"clientConnection"`
+		Profiles         []struct {
+			SchedulerName string         `json:"schedulerName"`
+			Plugins       map[string]any `json:"plugins"`
+			PluginConfig  []struct {
+				Name string `json:"name"`
+			} `json:"pluginConfig"`
+		} `json:"profiles"`
+	}
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc.LeaderElection.LeaderElect || doc.ClientConnection.Kubeconfig != "/k/admin.kubeconfig" {
+		t.Errorf("leader election %v, kubeconfig %q: want off and the admin kubeconfig", doc.LeaderElection.LeaderElect, doc.ClientConnection.Kubeconfig)
+	}
+	if len(doc.Profiles) != 2 || doc.Profiles[1].SchedulerName != "default-scheduler" {
+		t.Fatalf("profiles %+v: want roam-scheduler then default-scheduler", doc.Profiles)
+	}
+	stock := doc.Profiles[1]
+	if _, ok := stock.Plugins["multiPoint"]; ok {
+		t.Errorf("default profile enables roam plugins: %v", stock.Plugins)
+	}
+	if _, ok := stock.Plugins["queueSort"]; !ok {
+		t.Errorf("default profile must share the queue sort: %v", stock.Plugins)
+	}
+	if len(stock.PluginConfig) != 1 || stock.PluginConfig[0].Name != "Coscheduling" {
+		t.Errorf("default profile plugin config %+v: want only the queue sort's args", stock.PluginConfig)
+	}
+	if err := schedulerConfig(dst, "x", filepath.Join(t.TempDir(), "again.yaml")); err == nil || !strings.Contains(err.Error(), "default-scheduler") {
+		t.Errorf("a config that already has default-scheduler: err %v", err)
+	}
+}
+
+func TestFleetIsSeededAndDevicesAreCounted(t *testing.T) {
+	a, b := newFleet(3, 50, DefaultDevices()), newFleet(3, 50, DefaultDevices())
+	cameras := map[string]int{}
+	for i := range a {
+		if a[i].Context != b[i].Context || a[i].X != b[i].X || len(a[i].Devices) != len(b[i].Devices) {
+			t.Fatalf("robot %d differs between runs with the same seed", i)
+		}
+		if a[i].Devices["roam.dev/camera"] > 0 {
+			cameras[a[i].Context]++
+		}
+	}
+	// ceil(0.4 × 17) = 7 in hospital and store, ceil(0.4 × 16) = 7 in warehouse.
+	for _, c := range Contexts() {
+		if cameras[c] != 7 {
+			t.Errorf("%s: %d camera robots, want 7", c, cameras[c])
+		}
+	}
+}
+
+func TestHeadlineLowerBounds(t *testing.T) {
+	start := time.Unix(1000, 0)
+	r := &Result{Start: start, End: start.Add(180 * time.Second), Samples: []Sample{
+		{Kind: "loss", Copy: Roam, Seconds: 5.5, Replaced: true},
+		{Kind: "loss", Copy: Roam, Seconds: 6.25, Replaced: true},
+		{Kind: "loss", Copy: Stock, Seconds: 150, Replaced: false},
+		{Kind: "loss", Copy: Stock, Seconds: 120, Replaced: false},
+		{Kind: "context", Copy: Roam, Seconds: 11.5, Replaced: true},
+	}}
+	got := r.Headline()
+	want := []string{"redeploy p99: roam 6.2 s, stock > 150.0 s, ratio > 24.0", "context redeploy p99: 11.5 s"}
+	if got[0] != want[0] || got[1] != want[1] {
+		t.Errorf("Headline = %q, want %q", got, want)
+	}
+	r.Samples[2].Replaced, r.Samples[3].Replaced = true, true
+	if got := r.Headline()[0]; got != "redeploy p99: roam 6.2 s, stock 150.0 s, ratio 24.0" {
+		t.Errorf("all replaced: %q", got)
+	}
+	r.Samples = r.Samples[:4]
+	if got := r.Headline()[1]; got != "context redeploy p99: n/a" {
+		t.Errorf("no context samples: %q", got)
+	}
+}
