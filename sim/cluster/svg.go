@@ -15,6 +15,7 @@ const (
 	padL, padR, padT, padB = 70, 30, 70, 60
 	colorRoam, colorStock  = "#1f77b4", "#d62728"
 	fontAttrs              = `font-family="sans-serif" font-size="12"`
+	fontFamily             = `font-family="sans-serif"`
 )
 
 // symlog maps seconds to 0..1 on a log10(1+t) axis up to max.
@@ -33,8 +34,8 @@ func niceTicks(max float64) []float64 {
 func svgHeader(b *strings.Builder, title, subtitle string) {
 	fmt.Fprintf(b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d">`+"\n", chartW, chartH, chartW, chartH)
 	fmt.Fprintf(b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
-	fmt.Fprintf(b, `<text x="%d" y="24" %s font-size="16" font-weight="bold">%s</text>`+"\n", padL, fontAttrs, html.EscapeString(title))
-	fmt.Fprintf(b, `<text x="%d" y="44" %s font-size="11" fill="#555">%s</text>`+"\n", padL, fontAttrs, html.EscapeString(subtitle))
+	fmt.Fprintf(b, `<text x="%d" y="24" %s font-size="16" font-weight="bold">%s</text>`+"\n", padL, fontFamily, html.EscapeString(title))
+	fmt.Fprintf(b, `<text x="%d" y="44" %s font-size="11" fill="#555">%s</text>`+"\n", padL, fontFamily, html.EscapeString(subtitle))
 }
 
 // xAxis draws a symlog time axis.
@@ -157,7 +158,7 @@ func (r *Result) TimelineChart() string {
 			}
 			fmt.Fprintf(&b, `<circle cx="%.1f" cy="%.1f" r="4" fill="%s"/>`+"\n", x(m.Seconds), mid, lane.color)
 			fmt.Fprintf(&b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s" stroke-width="0.5"/>`+"\n", x(m.Seconds), mid, x(m.Seconds), ty-4, lane.color)
-			fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" %s font-size="10" text-anchor="%s" fill="%s">%s (%.1f s)</text>`+"\n", x(m.Seconds)+3, ty, fontAttrs, anchor, lane.color, html.EscapeString(m.Label), m.Seconds)
+			fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" %s font-size="10" text-anchor="%s" fill="%s">%s (%.1f s)</text>`+"\n", x(m.Seconds)+3, ty, fontFamily, anchor, lane.color, html.EscapeString(m.Label), m.Seconds)
 		}
 	}
 	b.WriteString("</svg>\n")

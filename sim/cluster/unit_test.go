@@ -1,6 +1,8 @@
 package cluster
 
 import (
+	"encoding/xml"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -112,5 +114,51 @@ func TestHeadlineLowerBounds(t *testing.T) {
 	r.Samples = r.Samples[:4]
 	if got := r.Headline()[1]; got != "context redeploy p99: n/a" {
 		t.Errorf("no context samples: %q", got)
+	}
+}
+
+// wellFormedSVG fails when svg is not well-formed XML or an element repeats
+// an attribute (which browsers refuse to render).
+func wellFormedSVG(t *testing.T, name, svg string) {
+	t.Helper()
+	dec := xml.NewDecoder(strings.NewReader(svg))
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			return
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if se, ok := tok.(xml.StartElement); ok {
+			seen := map[string]bool{}
+			for _, a := range se.Attr {
+				if seen[a.Name.Local] {
+					t.Fatalf("%s: <%s> repeats attribute %s", name, se.Name.Local, a.Name.Local)
+				}
+				seen[a.Name.Local] = true
+			}
+		}
+	}
+}
+
+func TestChartsAreWellFormedAndLabelled(t *testing.T) {
+	start := time.Unix(1000, 0)
+	cfg := DefaultConfig()
+	cfg.Seed = 42
+	r := &Result{Config: cfg, Start: start, End: start.Add(180 * time.Second),
+		Samples: []Sample{
+			{Kind: "loss", Copy: Roam, Seconds: 6, Replaced: true},
+			{Kind: "loss", Copy: Stock, Seconds: 150},
+		},
+		Lost: []LostRobot{{Name: "robot-01", Context: "hospital", Link: "clean", RoamPods: 1, StockPods: 1, Marks: []Mark{
+			{"robot", 0, "last heartbeat"}, {"roam", 3, "roam: suspected"}, {"roam", 6, "pod <x> Running"}, {"stock", 150, "run ends"},
+		}}},
+	}
+	for name, svg := range map[string]string{"cdf": r.CDFChart(), "timeline": r.TimelineChart()} {
+		wellFormedSVG(t, name, svg)
+		if !strings.Contains(svg, "seed 42") || !strings.Contains(svg, "50 robots") {
+			t.Errorf("%s chart is not labelled with its parameters and seed", name)
+		}
 	}
 }
