@@ -79,7 +79,7 @@ func DefaultConfig() Config {
 		Settle:         10 * time.Second,
 		Devices:        DefaultDevices(),
 		Workloads:      DefaultWorkloads(4, 2),
-		OutDir:         "roam-sim-cluster-out",
+		OutDir:         "sim-report-cluster",
 		SetupTimeout:   3 * time.Minute,
 		StatusInterval: time.Second,
 	}
