@@ -16,7 +16,9 @@ import (
 	"testing"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -24,6 +26,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/ptr"
 )
 
 // buildBinaries compiles roam-scheduler and roam-detector from this
@@ -189,8 +192,11 @@ func testSchedulerRuns(ctx context.Context, t *testing.T, bins, adminKubeconfig 
 		t.Fatal(err)
 	}
 	port := freePort(t)
+	kubeconfig := kubeconfigAs(t, adminKubeconfig, schedulerSA)
+	// In a pod, delegated authn/authz of the secure port use the in-cluster
+	// config (the same ServiceAccount); out of a cluster they need these.
 	p := start(t, filepath.Join(bins, "roam-scheduler"), "--config="+cfgPath,
-		"--kubeconfig="+kubeconfigAs(t, adminKubeconfig, schedulerSA),
+		"--kubeconfig="+kubeconfig, "--authentication-kubeconfig="+kubeconfig, "--authorization-kubeconfig="+kubeconfig,
 		"--bind-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", port), "-v=2")
 
 	// A hospital robot with cameras, and the example medical-assistant pod.
@@ -228,7 +234,72 @@ func testSchedulerRuns(ctx context.Context, t *testing.T, bins, adminKubeconfig 
 	// /readyz on the secure port, unauthenticated as a kubelet's probe is
 	// (always-allowed path), over the self-signed certificate.
 	waitHTTP(ctx, t, fmt.Sprintf("https://127.0.0.1:%d/readyz", port), "ok")
+	waitHTTP(ctx, t, fmt.Sprintf("https://127.0.0.1:%d/livez", port), "ok")
+	testSchedulerScrape(ctx, t, cs, fmt.Sprintf("https://127.0.0.1:%d/metrics", port))
 	p.noForbidden(t)
+}
+
+// testSchedulerScrape scrapes the scheduler's /metrics the way the
+// ServiceMonitor does: with a Prometheus ServiceAccount token, refused until
+// the token's identity is bound to roam-metrics-reader (monitoring/).
+func testSchedulerScrape(ctx context.Context, t *testing.T, cs kubernetes.Interface, url string) {
+	const ns, sa = "monitoring", "prometheus"
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := cs.CoreV1().ServiceAccounts(ns).CreateToken(ctx, sa, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600)}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("token for %s/%s: %v", ns, sa, err)
+	}
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	scrape := func(token string) (int, string) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, _ := scrape(""); code != http.StatusUnauthorized && code != http.StatusForbidden {
+		t.Errorf("anonymous GET /metrics: %d, want 401 or 403", code)
+	}
+	if code, _ := scrape(tr.Status.Token); code != http.StatusForbidden {
+		t.Errorf("GET /metrics as an unbound ServiceAccount: %d, want 403", code)
+	}
+	// What README tells users to run for their Prometheus.
+	crb := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "roam-metrics-reader"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "roam-metrics-reader"},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: ns, Name: sa}},
+	}
+	if _, err := cs.RbacV1().ClusterRoleBindings().Create(ctx, crb, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var code int
+	var body string
+	// The scheduler caches authorization decisions for a few seconds.
+	_ = wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 60*time.Second, true, func(context.Context) (bool, error) {
+		code, body = scrape(tr.Status.Token)
+		return code == http.StatusOK, nil
+	})
+	if code != http.StatusOK {
+		t.Fatalf("GET /metrics as a ServiceAccount bound to roam-metrics-reader: %d %s, want 200", code, tail(body, 5))
+	}
+	// The pod placed above went through roam's policy plugin.
+	for _, m := range []string{"scheduler_schedule_attempts_total", "roam_policy_evaluations_total"} {
+		if !strings.Contains(body, m) {
+			t.Errorf("scheduler /metrics lacks %s", m)
+		}
+	}
 }
 
 // testDetectorRuns runs the real roam-detector with the Deployment's flags,
