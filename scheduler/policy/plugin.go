@@ -292,20 +292,22 @@ func (pl *Plugin) score(w *worker, ps []*policies.Policy) float64 {
 // ScoreExtensions implements framework.ScorePlugin.
 func (pl *Plugin) ScoreExtensions() framework.ScoreExtensions { return pl }
 
-// NormalizeScore maps the raw weighted sums linearly onto 0..100 (the best
-// node 100, the worst 0; all equal: 100). Non-finite sums (evaluation
-// errors) get 0.
+// NormalizeScore maps the raw weighted sums onto 0..100: it compresses
+// each with the signed logarithm sign(s)·ln(1+|s|), so one huge penalty
+// (say an unknown location's distance) does not flatten the differences
+// between the others, then scales linearly: the best node 100, the worst
+// 0, all equal 100. Non-finite sums (evaluation errors) get 0.
 func (pl *Plugin) NormalizeScore(_ context.Context, _ fwk.CycleState, _ *v1.Pod, scores framework.NodeScoreList) *fwk.Status {
 	lo, hi := math.Inf(1), math.Inf(-1)
 	for _, s := range scores {
-		v := math.Float64frombits(uint64(s.Score))
+		v := compress(math.Float64frombits(uint64(s.Score)))
 		if math.IsNaN(v) || math.IsInf(v, 0) {
 			continue
 		}
 		lo, hi = math.Min(lo, v), math.Max(hi, v)
 	}
 	for i := range scores {
-		v := math.Float64frombits(uint64(scores[i].Score))
+		v := compress(math.Float64frombits(uint64(scores[i].Score)))
 		switch {
 		case math.IsNaN(v) || math.IsInf(v, 0):
 			scores[i].Score = framework.MinNodeScore
@@ -316,6 +318,14 @@ func (pl *Plugin) NormalizeScore(_ context.Context, _ fwk.CycleState, _ *v1.Pod,
 		}
 	}
 	return nil
+}
+
+// compress is the signed logarithm sign(v)·ln(1+|v|).
+func compress(v float64) float64 {
+	if v < 0 {
+		return -math.Log1p(-v)
+	}
+	return math.Log1p(v)
 }
 
 // envCache keeps each node's expression environment for as long as its

@@ -1,0 +1,303 @@
+package policy
+
+import (
+	"context"
+	"math"
+	"strings"
+	"testing"
+
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/component-base/metrics/testutil"
+	fwk "k8s.io/kube-scheduler/framework"
+	"k8s.io/kubernetes/pkg/scheduler/framework"
+	st "k8s.io/kubernetes/pkg/scheduler/testing"
+
+	"github.com/roam-dev/roam/policies"
+)
+
+func preFilter(t *testing.T, pl *Plugin, pod *v1.Pod) (*framework.CycleState, *fwk.Status) {
+	t.Helper()
+	state := framework.NewCycleState()
+	_, status := pl.PreFilter(context.Background(), state, pod, nil)
+	return state, status
+}
+
+func TestPreFilter(t *testing.T) {
+	pl := newTestPlugin(t,
+		policyCM("hospital-apps", "medical-assistant", exampleData()),
+		policyCM("hospital-apps", "broken", map[string]string{"require": "node.context =="}),
+	)
+	tests := []struct {
+		name       string
+		pod        *v1.Pod
+		code       fwk.Code
+		reason     string
+		governedBy []string
+	}{
+		{name: "matched", pod: assistantPod("ma-0"), code: fwk.Success, governedBy: []string{"hospital-apps/medical-assistant"}},
+		{name: "ungoverned pod is skipped", pod: st.MakePod().Namespace("hospital-apps").Name("plain").Obj(), code: fwk.Skip},
+		{name: "other namespace is out of scope", pod: st.MakePod().Namespace("store").Name("x").Label("app", "medical-assistant").Obj(), code: fwk.Skip},
+		{name: "names a missing policy", code: fwk.UnschedulableAndUnresolvable,
+			pod:    st.MakePod().Namespace("hospital-apps").Name("m").Annotation(policies.PolicyAnnotation, "nowhere").Obj(),
+			reason: `pod names policy "nowhere" (annotation roam.dev/policy): no policy hospital-apps/nowhere exists`},
+		{name: "names a never-valid policy", code: fwk.UnschedulableAndUnresolvable,
+			pod:    st.MakePod().Namespace("hospital-apps").Name("b").Annotation(policies.PolicyAnnotation, "broken").Obj(),
+			reason: `policy hospital-apps/broken has never been valid: require: 1:15`},
+		{name: "names a valid policy", code: fwk.Success, governedBy: []string{"hospital-apps/medical-assistant"},
+			pod: st.MakePod().Namespace("hospital-apps").Name("n").Annotation(policies.PolicyAnnotation, "medical-assistant").Obj()},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			state, status := preFilter(t, pl, tc.pod)
+			if status.Code() != tc.code {
+				t.Fatalf("code %v (%v), want %v", status.Code(), status.Message(), tc.code)
+			}
+			if tc.reason != "" && !strings.Contains(status.Message(), tc.reason) {
+				t.Fatalf("message %q, want it to contain %q", status.Message(), tc.reason)
+			}
+			var got []string
+			for _, p := range Governing(state) {
+				got = append(got, p.Key())
+			}
+			if strings.Join(got, ",") != strings.Join(tc.governedBy, ",") {
+				t.Fatalf("governed by %v, want %v", got, tc.governedBy)
+			}
+		})
+	}
+}
+
+func TestFilter(t *testing.T) {
+	pl := newTestPlugin(t, policyCM("hospital-apps", "medical-assistant", exampleData()))
+	cameraPod := st.MakePod().Namespace("hospital-apps").Name("holder").Node("n").
+		Req(map[v1.ResourceName]string{"roam.dev/camera": "1"}).Obj()
+	unreachable := robotNode("hospital-unreachable", "hospital", "1,1", "2")
+	unreachable.Spec.Taints = []v1.Taint{{Key: policies.UnreachableTaint, Effect: v1.TaintEffectNoSchedule}}
+	tests := []struct {
+		name   string
+		ni     *framework.NodeInfo
+		code   fwk.Code
+		reason string
+	}{
+		{name: "hospital robot with a camera", ni: nodeInfo(robotNode("h", "hospital", "1,1", "2")), code: fwk.Success},
+		{name: "store robot", ni: nodeInfo(robotNode("s", "store", "1,1", "2")), code: fwk.Unschedulable,
+			reason: "policy hospital-apps/medical-assistant: require false"},
+		{name: "no camera", ni: nodeInfo(robotNode("h0", "hospital", "1,1", "0")), code: fwk.Unschedulable,
+			reason: "policy hospital-apps/medical-assistant: require false"},
+		{name: "its only camera is taken", ni: nodeInfo(robotNode("h1", "hospital", "1,1", "1"), cameraPod), code: fwk.Unschedulable,
+			reason: "policy hospital-apps/medical-assistant: require false"},
+		{name: "one of two cameras is taken", ni: nodeInfo(robotNode("h2", "hospital", "1,1", "2"), cameraPod), code: fwk.Success},
+		{name: "unreachable", ni: nodeInfo(unreachable), code: fwk.UnschedulableAndUnresolvable, reason: "node(s) had taint roam.dev/unreachable"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			state, status := preFilter(t, pl, assistantPod("ma-0"))
+			if !status.IsSuccess() {
+				t.Fatal(status)
+			}
+			status = pl.Filter(context.Background(), state, assistantPod("ma-0"), tc.ni)
+			if status.Code() != tc.code {
+				t.Fatalf("code %v (%v), want %v", status.Code(), status.Message(), tc.code)
+			}
+			if tc.reason != "" && status.Message() != tc.reason {
+				t.Fatalf("reason %q, want %q", status.Message(), tc.reason)
+			}
+		})
+	}
+}
+
+// A require that fails at run time rejects that node with a reason and
+// never panics; other nodes are unaffected.
+func TestFilterRuntimeError(t *testing.T) {
+	pl := newTestPlugin(t, policyCM("ops", "battery", map[string]string{
+		"match":   `pod.labels["app"] == "x"`,
+		"require": `int(node.labels["slots"]) >= 2`,
+	}))
+	before := counterValue(t, ResultError)
+	pod := st.MakePod().Namespace("ops").Name("x").Label("app", "x").Obj()
+	state, status := preFilter(t, pl, pod)
+	if !status.IsSuccess() {
+		t.Fatal(status)
+	}
+	bad := st.MakeNode().Name("bad").Label("slots", "many").Obj()
+	status = pl.Filter(context.Background(), state, pod, nodeInfo(bad))
+	if status.Code() != fwk.Unschedulable || !strings.Contains(status.Message(), "policy ops/battery: require") {
+		t.Fatalf("got %v %q, want Unschedulable naming the policy", status.Code(), status.Message())
+	}
+	if got := counterValue(t, ResultError) - before; got != 1 {
+		t.Fatalf("error evaluations +%v, want +1", got)
+	}
+	good := st.MakeNode().Name("good").Label("slots", "3").Obj()
+	if status := pl.Filter(context.Background(), state, pod, nodeInfo(good)); !status.IsSuccess() {
+		t.Fatalf("good node: %v", status)
+	}
+}
+
+func counterValue(t *testing.T, result string) float64 {
+	t.Helper()
+	v, err := testutil.GetCounterMetricValue(evaluations.WithLabelValues(result))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func TestScore(t *testing.T) {
+	pl := newTestPlugin(t, policyCM("hospital-apps", "medical-assistant", exampleData()))
+	pod := assistantPod("ma-0") // target 0,0
+	state, status := preFilter(t, pl, pod)
+	if !status.IsSuccess() {
+		t.Fatal(status)
+	}
+	if s := pl.PreScore(context.Background(), state, pod, nil); !s.IsSuccess() {
+		t.Fatal(s)
+	}
+	nodes := []*v1.Node{
+		robotNode("near", "hospital", "3,4", "1"),    // 2*(10*1 - 5)   = 10
+		robotNode("far", "hospital", "30,40", "2"),   // 2*(10*2 - 50)  = -60
+		robotNode("mid", "hospital", "6,8", "2"),     // 2*(10*2 - 10)  = 20
+		robotNode("lost", "hospital", "", "2"),       // 2*(20 - 1e6): unknown location
+		robotNode("near2", "hospital", "0,-5", "1"), // 10
+	}
+	var scores framework.NodeScoreList
+	for _, n := range nodes {
+		s, status := pl.Score(context.Background(), state, pod, nodeInfo(n))
+		if !status.IsSuccess() {
+			t.Fatal(status)
+		}
+		scores = append(scores, framework.NodeScore{Name: n.Name, Score: s})
+	}
+	if raw := math.Float64frombits(uint64(scores[0].Score)); raw != 10 {
+		t.Fatalf("raw score of near = %v, want 10", raw)
+	}
+	if s := pl.NormalizeScore(context.Background(), state, pod, scores); !s.IsSuccess() {
+		t.Fatal(s)
+	}
+	got := map[string]int64{}
+	for _, s := range scores {
+		if s.Score < framework.MinNodeScore || s.Score > framework.MaxNodeScore {
+			t.Fatalf("%s: score %d outside 0..100", s.Name, s.Score)
+		}
+		got[s.Name] = s.Score
+	}
+	if !(got["mid"] == 100 && got["near"] == got["near2"] && got["near"] > got["far"] && got["far"] > got["lost"] && got["lost"] == 0) {
+		t.Fatalf("normalized scores %v: want mid 100 > near = near2 > far > lost = 0", got)
+	}
+}
+
+func TestScoreSkippedWithoutScoreExpression(t *testing.T) {
+	pl := newTestPlugin(t, policyCM("ops", "plain", map[string]string{"match": `pod.labels["app"] == "x"`, "require": "true"}))
+	pod := st.MakePod().Namespace("ops").Name("x").Label("app", "x").Obj()
+	state, _ := preFilter(t, pl, pod)
+	if s := pl.PreScore(context.Background(), state, pod, nil); !s.IsSkip() {
+		t.Fatalf("PreScore = %v, want Skip", s)
+	}
+}
+
+func TestNormalizeScoreErrorsAndTies(t *testing.T) {
+	pl := &Plugin{}
+	bits := func(f float64) int64 { return int64(math.Float64bits(f)) }
+	scores := framework.NodeScoreList{{Name: "a", Score: bits(5)}, {Name: "b", Score: bits(math.NaN())}, {Name: "c", Score: bits(5)}}
+	if s := pl.NormalizeScore(context.Background(), nil, nil, scores); !s.IsSuccess() {
+		t.Fatal(s)
+	}
+	if scores[0].Score != 100 || scores[1].Score != 0 || scores[2].Score != 100 {
+		t.Fatalf("scores %v: want ties 100, errors 0", scores)
+	}
+}
+
+func TestQueueingHints(t *testing.T) {
+	pl := newTestPlugin(t,
+		policyCM("hospital-apps", "medical-assistant", exampleData()),
+	)
+	logger := pl.logger
+	pod := assistantPod("ma-0")
+	storeNode := robotNode("r", "store", "1,1", "1")
+	hospitalNode := robotNode("r", "hospital", "1,1", "1")
+	hospitalNoCam := robotNode("r", "hospital", "1,1", "0")
+	unreachable := hospitalNode.DeepCopy()
+	unreachable.Spec.Taints = []v1.Taint{{Key: policies.UnreachableTaint, Effect: v1.TaintEffectNoSchedule}}
+	blocked := st.MakePod().Namespace("hospital-apps").Name("b").Annotation(policies.PolicyAnnotation, "nowhere").Obj()
+	nodeTests := []struct {
+		name     string
+		pod      *v1.Pod
+		old, new *v1.Node
+		want     fwk.QueueingHint
+	}{
+		{"node added that passes", pod, nil, hospitalNode, fwk.Queue},
+		{"node added that does not pass", pod, nil, storeNode, fwk.QueueSkip},
+		{"context changes to hospital", pod, storeNode, hospitalNode, fwk.Queue},
+		{"camera appears", pod, hospitalNoCam, hospitalNode, fwk.Queue},
+		{"context changes away", pod, hospitalNode, storeNode, fwk.QueueSkip},
+		{"passed before and after", pod, hospitalNode, hospitalNode.DeepCopy(), fwk.QueueSkip},
+		{"unreachable taint removed", pod, unreachable, hospitalNode, fwk.Queue},
+		{"unreachable taint added", pod, hospitalNode, unreachable, fwk.QueueSkip},
+		{"blocked pod waits for a policy", blocked, storeNode, hospitalNode, fwk.QueueSkip},
+	}
+	for _, tc := range nodeTests {
+		t.Run(tc.name, func(t *testing.T) {
+			var old any
+			if tc.old != nil {
+				old = tc.old
+			}
+			got, err := pl.isSchedulableAfterNodeChange(logger, tc.pod, old, tc.new)
+			if err != nil || got != tc.want {
+				t.Fatalf("hint %v (err %v), want %v", got, err, tc.want)
+			}
+		})
+	}
+
+	relabelled := pod.DeepCopy()
+	relabelled.Labels["app"] = "other"
+	holder := st.MakePod().Namespace("x").Name("holder").UID("holder").Node("r").Req(map[v1.ResourceName]string{"roam.dev/camera": "1"}).Obj()
+	plain := st.MakePod().Namespace("x").Name("plain").UID("plain").Node("r").Obj()
+	podTests := []struct {
+		name     string
+		old, new *v1.Pod
+		want     fwk.QueueingHint
+	}{
+		{"the pod's labels change", pod, relabelled, fwk.Queue},
+		{"the pod's status changes", pod, pod.DeepCopy(), fwk.QueueSkip},
+		{"a camera holder is deleted", holder, nil, fwk.Queue},
+		{"a plain pod is deleted", plain, nil, fwk.QueueSkip},
+		{"another pod is updated", plain, plain.DeepCopy(), fwk.QueueSkip},
+	}
+	for _, tc := range podTests {
+		t.Run(tc.name, func(t *testing.T) {
+			var old, nw any
+			if tc.old != nil {
+				old = tc.old
+			}
+			if tc.new != nil {
+				nw = tc.new
+			}
+			got, err := pl.isSchedulableAfterPodChange(logger, pod, old, nw)
+			if err != nil || got != tc.want {
+				t.Fatalf("hint %v (err %v), want %v", got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestArgs(t *testing.T) {
+	args, err := decodeArgs(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if args.GlobalNamespace != "roam-system" || !*args.RejectUnreachable || args.PolicySyncTimeout.Duration.Seconds() != 60 {
+		t.Fatalf("defaults %+v", args)
+	}
+	args, err = decodeArgs(&runtime.Unknown{Raw: []byte(`{"globalNamespace":"fleet","rejectUnreachable":false}`)})
+	if err != nil || args.GlobalNamespace != "fleet" || *args.RejectUnreachable {
+		t.Fatalf("decoded %+v, %v", args, err)
+	}
+	for raw, want := range map[string]string{
+		`{"globalNamespace":"Not_A_Namespace"}`: "globalNamespace: Invalid value",
+		`{"policySyncTimeout":"-1s"}`:           "policySyncTimeout: Invalid value",
+		`{"globalNamespce":"x"}`:                `unknown field "globalNamespce"`,
+	} {
+		if _, err := decodeArgs(&runtime.Unknown{Raw: []byte(raw)}); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: error %v, want it to contain %q", raw, err, want)
+		}
+	}
+}
