@@ -153,10 +153,10 @@ func TestScore(t *testing.T) {
 		t.Fatal(s)
 	}
 	nodes := []*v1.Node{
-		robotNode("near", "hospital", "3,4", "1"),    // 2*(10*1 - 5)   = 10
-		robotNode("far", "hospital", "30,40", "2"),   // 2*(10*2 - 50)  = -60
-		robotNode("mid", "hospital", "6,8", "2"),     // 2*(10*2 - 10)  = 20
-		robotNode("lost", "hospital", "", "2"),       // 2*(20 - 1e6): unknown location
+		robotNode("near", "hospital", "3,4", "1"),   // 2*(10*1 - 5)   = 10
+		robotNode("far", "hospital", "30,40", "2"),  // 2*(10*2 - 50)  = -60
+		robotNode("mid", "hospital", "6,8", "2"),    // 2*(10*2 - 10)  = 20
+		robotNode("lost", "hospital", "", "2"),      // 2*(20 - 1e6): unknown location
 		robotNode("near2", "hospital", "0,-5", "1"), // 10
 	}
 	var scores framework.NodeScoreList
