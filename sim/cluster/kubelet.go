@@ -45,15 +45,15 @@ func (s *sim) heartbeats(ctx context.Context) {
 			heap.Push(h, beat{at: s.origin.Add(at), robot: r})
 		}
 	}
-	work := make(chan *robot, len(s.robots))
+	work := make(chan beat, len(s.robots))
 	for range 4 {
 		go func() {
 			for {
 				select {
 				case <-ctx.Done():
 					return
-				case r := <-work:
-					s.renew(ctx, r)
+				case b := <-work:
+					s.renew(ctx, b.robot, b.at)
 				}
 			}
 		}()
@@ -73,8 +73,11 @@ func (s *sim) heartbeats(ctx context.Context) {
 			continue // a lost robot sends nothing, ever again
 		}
 		select {
-		case work <- b.robot:
+		case work <- b:
 		default:
+			s.mu.Lock()
+			s.renewalsDropped++
+			s.mu.Unlock()
 			klog.FromContext(ctx).V(2).Info("Heartbeat dropped: writers busy", "robot", b.robot.spec.Name)
 		}
 		if at, ok := b.robot.net.Next(); ok {
@@ -89,8 +92,9 @@ func (s *sim) isLost(r *robot) bool {
 	return r.lost
 }
 
-// renew writes the robot's Lease renewTime, as its kubelet does.
-func (s *sim) renew(ctx context.Context, r *robot) {
+// renew writes the robot's Lease renewTime, as its kubelet does, and
+// records how late the write landed against the model's arrival time due.
+func (s *sim) renew(ctx context.Context, r *robot, due time.Time) {
 	if s.isLost(r) {
 		return
 	}
@@ -106,11 +110,17 @@ func (s *sim) renew(ctx context.Context, r *robot) {
 		}
 		return
 	}
+	late := s.clock.Since(due)
 	s.mu.Lock()
 	if now.After(r.lastBeat) {
 		r.lastBeat = now
 	}
 	r.beats++
+	s.renewals++
+	if late > time.Second {
+		s.renewalsLate++
+	}
+	s.maxLate = max(s.maxLate, late)
 	s.mu.Unlock()
 }
 

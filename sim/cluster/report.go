@@ -86,6 +86,10 @@ func (r *Result) WriteMarkdown(w io.Writer, charts []string) error {
 	default:
 		p("- Context redeploy: label change → replacement Running, %d roam pods (%d not replaced). Settle is %s, so the target is ≤ settle + 2 s.\n", ctx.N, ctx.Pending, c.Settle)
 	}
+	if r.Renewals > 0 {
+		p("- Heartbeat delivery: %d Lease renewals written, %d (%.2f%%) more than 1 s after the network model's arrival time (worst %.1f s), %d dropped with every writer busy. Late renewals mean the machine was too loaded to keep up; the detector rightly sees them as silence (and its brake holds evictions when many robots go silent at once).\n",
+			r.Renewals, r.RenewalsLate, 100*float64(r.RenewalsLate)/float64(r.Renewals), r.MaxLate.Seconds(), r.RenewalsDropped)
+	}
 	p("- Stock pods on a switched robot never move (a nodeSelector is IgnoredDuringExecution): %d stayed.\n", r.stockStayed())
 	p("\n## Parameters\n\n| parameter | value |\n|---|---|\n")
 	rows := [][2]string{

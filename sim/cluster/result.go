@@ -55,6 +55,14 @@ type Result struct {
 	// Switches are "robot: from → to" for every context switch.
 	Switches []string
 
+	// Renewals counts the Lease writes of the run (setup included),
+	// RenewalsLate those that landed more than 1 s after the network
+	// model's arrival time (the machine was too loaded to keep up; the
+	// detector rightly sees that as silence), RenewalsDropped those skipped
+	// because every writer was busy; MaxLate is the worst lateness.
+	Renewals, RenewalsLate, RenewalsDropped int
+	MaxLate                                 time.Duration
+
 	stayed int      // stock pods left on switched robots at the end
 	charts []string // chart files written by WriteFiles
 }
@@ -98,7 +106,8 @@ func (s *sim) result() *Result {
 	defer s.mu.Unlock()
 	cfg := *s.cfg
 	cfg.Clock, cfg.Status = nil, nil
-	res := &Result{Config: cfg, Start: s.start, End: s.end, Deletions: map[string]int{}, StockTolerations: s.tolerations}
+	res := &Result{Config: cfg, Start: s.start, End: s.end, Deletions: map[string]int{}, StockTolerations: s.tolerations,
+		Renewals: s.renewals, RenewalsLate: s.renewalsLate, RenewalsDropped: s.renewalsDropped, MaxLate: s.maxLate}
 	if res.End.IsZero() {
 		res.End = s.clock.Now()
 	}

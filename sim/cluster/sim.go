@@ -90,6 +90,11 @@ type sim struct {
 	disruptions []*disruption
 	evictions   map[string]int
 	tolerations string
+	// Lease writes: how many, how many landed > 1 s after the model's
+	// arrival time (a loaded machine), the worst lateness, and how many
+	// were dropped because every writer was busy.
+	renewals, renewalsLate, renewalsDropped int
+	maxLate                                 time.Duration
 }
 
 // Run runs the cluster mode end to end and returns its result. It stops
@@ -535,8 +540,62 @@ func (s *sim) knownPods(workload string) map[types.UID]bool {
 	return out
 }
 
+// roomElsewhere reports whether every roam pod in pods could be replaced
+// on another live robot of its workload's context with a free device unit,
+// so the scenario measures roam, not a fleet without capacity.
+func (s *sim) roomElsewhere(except *robot, pods []*corev1.Pod) bool {
+	need := map[string]int{}
+	for _, p := range pods {
+		if Copy(p.Labels[CopyLabel]) == Roam {
+			need[p.Labels[WorkloadLabel]]++
+		}
+	}
+	if len(need) == 0 {
+		return true
+	}
+	all, _ := s.pods.List(labels.Everything())
+	used := map[string]map[string]int64{} // node → device → units requested
+	for _, p := range all {
+		if p.Spec.NodeName == "" || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+			continue
+		}
+		for _, c := range p.Spec.Containers {
+			for name, q := range c.Resources.Requests {
+				if used[p.Spec.NodeName] == nil {
+					used[p.Spec.NodeName] = map[string]int64{}
+				}
+				used[p.Spec.NodeName][string(name)] += q.Value()
+			}
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for key, n := range need {
+		var w *Workload
+		for i := range s.cfg.Workloads {
+			if s.cfg.Workloads[i].key(Roam) == key {
+				w = &s.cfg.Workloads[i]
+			}
+		}
+		if w == nil {
+			return false
+		}
+		free := int64(0)
+		for _, q := range s.order {
+			if q == except || q.lost || q.context != w.Context {
+				continue
+			}
+			free += max(0, q.spec.Devices[w.Device]-used[q.spec.Name][w.Device])
+		}
+		if free < int64(n) {
+			return false
+		}
+	}
+	return true
+}
+
 // loseRobot loses, for good, the live robot that runs the most pods of
-// both copies (ties: the context with the fewest losses so far, then the
+// both copies and whose roam pods have room elsewhere (ties: the context with the fewest losses so far, then the
 // most pods, then the seeded RNG).
 func (s *sim) loseRobot() error {
 	type cand struct {
@@ -566,7 +625,7 @@ func (s *sim) loseRobot() error {
 				ns++
 			}
 		}
-		if nr+ns == 0 {
+		if nr+ns == 0 || !s.roomElsewhere(r, pods) {
 			continue
 		}
 		c := cand{r: r, both: min(nr, ns), ctxLoss: -lossesIn[r.context], all: nr + ns, pods: pods}
@@ -611,8 +670,8 @@ func compare3(a1, a2, a3, b1, b2, b3 int) int {
 	}
 }
 
-// switchContext moves a live robot that runs a roam pod to the next
-// context (and its site): roam's policy no longer holds there, so
+// switchContext moves a live robot that runs a roam pod (with room for
+// it elsewhere) to the next context (and its site): roam's policy no longer holds there, so
 // roam-detector should evict the pod after the policy's settle time.
 // Stock pods stay (nodeSelector is IgnoredDuringExecution).
 func (s *sim) switchContext(ctx context.Context) error {
@@ -638,7 +697,7 @@ func (s *sim) switchContext(ctx context.Context) error {
 				roam = append(roam, p)
 			}
 		}
-		if len(roam) == 0 {
+		if len(roam) == 0 || !s.roomElsewhere(r, roam) {
 			continue
 		}
 		score := -switchesIn[r.context]
