@@ -346,6 +346,13 @@ func testDetectorRBAC(ctx context.Context, t *testing.T, admin *rest.Config, cs 
 	_, err = det.CoreV1().Nodes().Patch(ctx, "robot-1", types.StrategicMergePatchType,
 		[]byte(`{"spec":{"taints":[{"key":"roam.dev/unreachable","effect":"NoSchedule"}]}}`), metav1.PatchOptions{})
 	allowed(t, "patch a Node (taint)", err)
+	if n, err := det.CoreV1().Nodes().Get(ctx, "robot-1", metav1.GetOptions{}); err == nil {
+		n.Spec.Unschedulable = false
+		_, err = det.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{})
+		allowed(t, "update a Node (taint list with resourceVersion)", err)
+	} else {
+		t.Errorf("get a Node: %v", err)
+	}
 	_, err = det.CoreV1().Nodes().Patch(ctx, "robot-1", types.StrategicMergePatchType,
 		[]byte(`{"status":{"conditions":[{"type":"RoamReachable","status":"False","reason":"PhiAboveThreshold","message":"phi 9.1"}]}}`), metav1.PatchOptions{}, "status")
 	allowed(t, "patch nodes/status (RoamReachable)", err)

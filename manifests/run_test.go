@@ -11,14 +11,17 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -123,10 +126,14 @@ func (p *process) noForbidden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var refused []string
 	for _, line := range strings.Split(string(out), "\n") {
 		if forbiddenRE.MatchString(line) {
-			t.Errorf("%s was refused by RBAC: %s", p.name, line)
+			refused = append(refused, line)
 		}
+	}
+	if len(refused) > 0 {
+		t.Errorf("%s was refused by RBAC %d times, first: %s", p.name, len(refused), refused[0])
 	}
 }
 
@@ -303,27 +310,70 @@ func testSchedulerScrape(ctx context.Context, t *testing.T, cs kubernetes.Interf
 }
 
 // testDetectorRuns runs the real roam-detector with the Deployment's flags,
-// as its ServiceAccount: it must take its leader Lease and become ready
-// (every informer synced) without one RBAC refusal.
+// as its ServiceAccount: it must take its leader Lease, turn ready (every
+// informer synced), and act on a lost robot — taint, RoamReachable=False,
+// DisruptionTarget and deletion of the policy-governed pod on it — without
+// one RBAC refusal.
 func testDetectorRuns(ctx context.Context, t *testing.T, bins, adminKubeconfig string, cs kubernetes.Interface) {
 	_ = cs.CoordinationV1().Leases(systemNamespace).Delete(ctx, detectorName, metav1.DeleteOptions{})
+	// robot-2 (hospital, runs medical-assistant-0 since the scheduler run)
+	// renews its node Lease once, as a kubelet with a 2 s lease would, and
+	// then falls silent.
+	lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "robot-2", Namespace: "kube-node-lease"},
+		Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To("robot-2"), LeaseDurationSeconds: ptr.To[int32](2),
+			RenewTime: &metav1.MicroTime{Time: time.Now()}}}
+	if _, err := cs.CoordinationV1().Leases("kube-node-lease").Create(ctx, lease, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	port := freePort(t)
 	p := start(t, filepath.Join(bins, "roam-detector"),
 		"--kubeconfig="+kubeconfigAs(t, adminKubeconfig, detectorSA),
 		"--leader-elect=true", "--leader-elect-namespace=roam-system",
 		fmt.Sprintf("--metrics-addr=127.0.0.1:%d", port),
-		// No kubelets renew Leases here: keep it from suspecting the test's
-		// robots while it is checked.
-		"--warmup=10m")
+		"--warmup=2s", "-v=2")
 	waitHTTP(ctx, t, fmt.Sprintf("http://127.0.0.1:%d/readyz", port), "ok: leader")
 	waitHTTP(ctx, t, fmt.Sprintf("http://127.0.0.1:%d/healthz", port), "ok")
-	body := waitHTTP(ctx, t, fmt.Sprintf("http://127.0.0.1:%d/metrics", port), "roam_nodes")
-	if !strings.Contains(body, "roam_policies") {
-		t.Errorf("/metrics lacks roam_policies")
-	}
 	lease, err := cs.CoordinationV1().Leases(systemNamespace).Get(ctx, detectorName, metav1.GetOptions{})
 	if err != nil || lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity == "" {
 		t.Errorf("leader Lease roam-system/roam-detector: %v, %+v", err, lease)
+	}
+
+	var node *corev1.Node
+	err = wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 90*time.Second, true, func(ctx context.Context) (bool, error) {
+		node, err = cs.CoreV1().Nodes().Get(ctx, "robot-2", metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		tainted := slices.ContainsFunc(node.Spec.Taints, func(t corev1.Taint) bool { return t.Key == "roam.dev/unreachable" })
+		unreachable := slices.ContainsFunc(node.Status.Conditions, func(c corev1.NodeCondition) bool {
+			return c.Type == "RoamReachable" && c.Status == corev1.ConditionFalse
+		})
+		return tainted && unreachable, nil
+	})
+	if err != nil {
+		t.Errorf("robot-2 never got the roam.dev/unreachable taint and RoamReachable=False: taints %v, conditions %v", node.Spec.Taints, node.Status.Conditions)
+	}
+	var pod *corev1.Pod
+	err = wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
+		pod, err = cs.CoreV1().Pods("hospital-apps").Get(ctx, "medical-assistant-0", metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return true, nil
+		}
+		// No kubelet confirms a graceful deletion: the pod stays Terminating.
+		return err == nil && pod.DeletionTimestamp != nil, nil
+	})
+	if err != nil {
+		t.Errorf("the medical-assistant pod on lost robot-2 was not deleted: %+v", pod.Status.Conditions)
+	} else if pod != nil && !slices.ContainsFunc(pod.Status.Conditions, func(c corev1.PodCondition) bool {
+		return c.Type == corev1.DisruptionTarget && c.Reason == "RoamNodeUnreachable"
+	}) {
+		t.Errorf("deleted pod lacks DisruptionTarget/RoamNodeUnreachable: %+v", pod.Status.Conditions)
+	}
+	body := waitHTTP(ctx, t, fmt.Sprintf("http://127.0.0.1:%d/metrics", port), "roam_nodes")
+	for _, m := range []string{`roam_nodes{state="suspected"}`, "roam_policies", "roam_node_phi", "roam_eviction_brake_active"} {
+		if !strings.Contains(body, m) {
+			t.Errorf("detector /metrics lacks %s", m)
+		}
 	}
 	p.noForbidden(t)
 }
