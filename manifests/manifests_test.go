@@ -335,6 +335,34 @@ func TestBaseStatic(t *testing.T) {
 		}
 	})
 
+	// The probes ask exactly what run_test.go proves the binaries serve.
+	t.Run("probes", func(t *testing.T) {
+		for _, tc := range []struct {
+			name, live, ready string
+			port              int32
+			scheme            corev1.URIScheme
+		}{
+			{schedulerName, "/livez", "/readyz", 10259, corev1.URISchemeHTTPS},
+			{detectorName, "/healthz", "/readyz", 8080, corev1.URISchemeHTTP},
+		} {
+			d := convert[appsv1.Deployment](t, find(t, objs, "Deployment", systemNamespace, tc.name))
+			c := d.Spec.Template.Spec.Containers[0]
+			if len(c.Ports) != 1 || c.Ports[0].ContainerPort != tc.port {
+				t.Errorf("%s: ports %v, want only %d", tc.name, c.Ports, tc.port)
+				continue
+			}
+			for _, pr := range []struct {
+				probe *corev1.Probe
+				path  string
+			}{{c.LivenessProbe, tc.live}, {c.ReadinessProbe, tc.ready}} {
+				g := pr.probe.HTTPGet
+				if g == nil || g.Path != pr.path || g.Port.String() != c.Ports[0].Name || (g.Scheme != tc.scheme && !(g.Scheme == "" && tc.scheme == corev1.URISchemeHTTP)) {
+					t.Errorf("%s: probe %+v, want %s %s on port %s", tc.name, g, tc.scheme, pr.path, c.Ports[0].Name)
+				}
+			}
+		}
+	})
+
 	t.Run("detector args", func(t *testing.T) {
 		d := convert[appsv1.Deployment](t, find(t, objs, "Deployment", systemNamespace, detectorName))
 		for _, a := range []string{"--leader-elect=true", "--leader-elect-namespace=roam-system", "--metrics-addr=:8080"} {
