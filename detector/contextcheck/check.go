@@ -14,10 +14,12 @@ package contextcheck
 import (
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/roam-dev/roam/detector"
 	"github.com/roam-dev/roam/policies"
@@ -54,8 +56,10 @@ func skipReason(pod *corev1.Pod) string {
 	if _, ok := pod.Annotations[mirrorPodAnnotation]; ok {
 		return "mirror pod"
 	}
-	if ref := metav1.GetControllerOf(pod); ref != nil && ref.Kind == "DaemonSet" {
-		return "DaemonSet pod"
+	for i := range pod.OwnerReferences {
+		if ref := &pod.OwnerReferences[i]; ref.Controller != nil && *ref.Controller && ref.Kind == "DaemonSet" {
+			return "DaemonSet pod"
+		}
 	}
 	return ""
 }
@@ -83,14 +87,67 @@ func hasExtendedRequests(pod *corev1.Pod) bool {
 // Checker re-checks policies of the pods on a node. It is not safe for
 // concurrent use (it owns an Evaluator); the Controller keeps a pool.
 type Checker struct {
-	resolver detector.PolicyResolver
-	eval     *policies.Evaluator
-	env      policies.Env
+	res  *resolutions
+	eval *policies.Evaluator
+	env  policies.Env
 }
 
-// NewChecker returns a Checker resolving policies through resolver.
+// NewChecker returns a Checker resolving policies through resolver (no
+// caching: every Check resolves every pod).
 func NewChecker(resolver detector.PolicyResolver) *Checker {
-	return &Checker{resolver: resolver, eval: policies.NewEvaluator()}
+	return &Checker{res: newResolutions(resolver, false), eval: policies.NewEvaluator()}
+}
+
+// resolutions caches, per pod, the policies governing it and its own
+// extended-resource requests. An entry is valid for the exact pod object
+// (informer objects are immutable: a new version is a new pointer) and
+// the policy generation it was resolved at; the generation moves on every
+// policy change, so a cached answer is never stale.
+type resolutions struct {
+	resolver detector.PolicyResolver
+	tracked  bool // resolver reports changes: caching is safe
+	gen      atomic.Uint64
+	mu       sync.RWMutex
+	m        map[types.UID]*resolved
+}
+
+type resolved struct {
+	pod  *corev1.Pod
+	gen  uint64
+	pols []*policies.Policy
+	own  map[corev1.ResourceName]int64 // nil: no extended requests
+}
+
+func newResolutions(resolver detector.PolicyResolver, tracked bool) *resolutions {
+	return &resolutions{resolver: resolver, tracked: tracked, m: map[types.UID]*resolved{}}
+}
+
+func (r *resolutions) get(ev *policies.Evaluator, pod *corev1.Pod) *resolved {
+	g := r.gen.Load()
+	if r.tracked {
+		r.mu.RLock()
+		e := r.m[pod.UID]
+		r.mu.RUnlock()
+		if e != nil && e.pod == pod && e.gen == g {
+			return e
+		}
+	}
+	e := &resolved{pod: pod, gen: g, pols: r.resolver.ForPod(ev, pod).Policies}
+	if hasExtendedRequests(pod) {
+		e.own = policies.RequestedBy([]*corev1.Pod{pod})
+	}
+	if r.tracked {
+		r.mu.Lock()
+		r.m[pod.UID] = e
+		r.mu.Unlock()
+	}
+	return e
+}
+
+func (r *resolutions) forget(uid types.UID) {
+	r.mu.Lock()
+	delete(r.m, uid)
+	r.mu.Unlock()
 }
 
 // Check re-checks every candidate pod of pods (the pods bound to node) and
@@ -101,18 +158,14 @@ func NewChecker(resolver detector.PolicyResolver) *Checker {
 // the robot's only camera.
 func (c *Checker) Check(node *corev1.Node, pods []*corev1.Pod, out []Verdict) []Verdict {
 	var total map[corev1.ResourceName]int64
-	var own map[*corev1.Pod]map[corev1.ResourceName]int64
 	for _, p := range pods {
 		if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed || !hasExtendedRequests(p) {
 			continue
 		}
-		req := policies.RequestedBy([]*corev1.Pod{p})
-		if own == nil {
-			own = make(map[*corev1.Pod]map[corev1.ResourceName]int64)
-			total = make(map[corev1.ResourceName]int64, len(req))
-		}
-		own[p] = req
-		for k, v := range req {
+		for k, v := range c.res.get(c.eval, p).own {
+			if total == nil {
+				total = make(map[corev1.ResourceName]int64)
+			}
 			total[k] += v
 		}
 	}
@@ -121,22 +174,27 @@ func (c *Checker) Check(node *corev1.Node, pods []*corev1.Pod, out []Verdict) []
 		if skipReason(pod) != "" {
 			continue
 		}
-		res := c.resolver.ForPod(c.eval, pod)
-		if len(res.Policies) == 0 {
+		r := c.res.get(c.eval, pod)
+		if len(r.pols) == 0 {
 			continue
 		}
 		c.env.Node = base
-		if req := own[pod]; req != nil {
-			minus := make(map[corev1.ResourceName]int64, len(total))
-			for k, v := range total {
-				minus[k] = v - req[k]
+		if r.own != nil {
+			// Free devices as if this pod did not run here.
+			devices := make(map[string]float64, len(base.Devices))
+			for name, alloc := range base.Capacity {
+				free := alloc - float64(total[corev1.ResourceName(name)]-r.own[corev1.ResourceName(name)])
+				if free < 0 {
+					free = 0
+				}
+				devices[name] = free
 			}
-			c.env.Node = policies.NodeEnvFor(node, minus)
+			c.env.Node.Devices = devices
 		}
 		c.env.Pod = policies.PodEnvFor(pod)
 		var v Verdict
 		var why []string
-		for _, p := range res.Policies {
+		for _, p := range r.pols {
 			ok, err := p.Require(c.eval, &c.env)
 			if ok && err == nil {
 				continue
@@ -152,7 +210,7 @@ func (c *Checker) Check(node *corev1.Node, pods []*corev1.Pod, out []Verdict) []
 			continue
 		}
 		v.Pod = pod
-		v.Policies = res.Policies
+		v.Policies = r.pols
 		v.Why = strings.Join(why, "; ")
 		v.Reschedule = true
 		for _, p := range v.Violated {

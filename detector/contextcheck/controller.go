@@ -147,6 +147,7 @@ type Controller struct {
 	queue   workqueue.TypedRateLimitingInterface[string] // node names
 	limiter *rate.Limiter
 	checker sync.Pool // *Checker
+	res     *resolutions
 
 	mu      sync.Mutex
 	pending map[types.UID]*violation
@@ -174,7 +175,9 @@ func NewController(client kubernetes.Interface, factory informers.SharedInformer
 		pending:  map[types.UID]*violation{},
 		redeploy: newRedeployTracker(),
 	}
-	c.checker.New = func() any { return NewChecker(opts.Policies) }
+	changes, tracked := opts.Policies.(interface{ AddChangeHandler(func(policies.Change)) })
+	c.res = newResolutions(opts.Policies, tracked)
+	c.checker.New = func() any { return &Checker{res: c.res, eval: policies.NewEvaluator()} }
 	// Reuse the detector's pods-by-node index when the shared informer
 	// already has it; add it otherwise.
 	have := c.podInf.GetIndexer().GetIndexers()
@@ -207,8 +210,13 @@ func NewController(client kubernetes.Interface, factory informers.SharedInformer
 	}); err != nil {
 		return nil, fmt.Errorf("contextcheck: pod handler: %w", err)
 	}
-	if h, ok := opts.Policies.(interface{ AddChangeHandler(func(policies.Change)) }); ok && !opts.NoPolicyRecheck {
-		h.AddChangeHandler(func(policies.Change) { c.requeueAll() })
+	if tracked {
+		changes.AddChangeHandler(func(policies.Change) {
+			c.res.gen.Add(1)
+			if !opts.NoPolicyRecheck {
+				c.requeueAll()
+			}
+		})
 	}
 	return c, nil
 }
@@ -269,6 +277,7 @@ func (c *Controller) onPodDelete(obj any) {
 	c.mu.Lock()
 	delete(c.pending, pod.UID)
 	c.mu.Unlock()
+	c.res.forget(pod.UID)
 	c.requeueBlocked() // its resources are free again
 }
 
@@ -392,7 +401,10 @@ func (c *Controller) Sync(ctx context.Context, name string) (time.Duration, erro
 	now := c.clock.Now()
 	var after time.Duration
 	var due []Verdict
-	seen := make(map[types.UID]bool, len(verdicts))
+	var seen map[types.UID]bool
+	if len(verdicts) > 0 {
+		seen = make(map[types.UID]bool, len(verdicts))
+	}
 	c.mu.Lock()
 	for _, v := range verdicts {
 		if !v.Reschedule {
