@@ -34,6 +34,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/roam-dev/roam/detector"
+	"github.com/roam-dev/roam/detector/contextcheck"
 	"github.com/roam-dev/roam/detector/phi"
 	"github.com/roam-dev/roam/policies"
 )
@@ -52,6 +53,10 @@ type options struct {
 	core            detector.CoreConfig
 	qps             float64
 	burst           int
+	// Context redeployment (package detector/contextcheck).
+	contextRedeploy      bool
+	contextNoAlternative bool
+	contextPolicyRecheck bool
 }
 
 func parseFlags(fs *flag.FlagSet, args []string) (*options, error) {
@@ -79,6 +84,9 @@ func parseFlags(fs *flag.FlagSet, args []string) (*options, error) {
 	fs.IntVar(&o.core.EvictionBurst, "eviction-burst", detector.DefaultEvictionBurst, "token-bucket burst of --eviction-rate")
 	fs.Float64Var(&o.qps, "kube-api-qps", 50, "client QPS to the API server")
 	fs.IntVar(&o.burst, "kube-api-burst", 100, "client burst to the API server")
+	fs.BoolVar(&o.contextRedeploy, "context-redeploy", true, "evict pods whose robot no longer satisfies their policies' require (onContextChange: reschedule) after the policy's settle window")
+	fs.BoolVar(&o.contextNoAlternative, "context-evict-without-alternative", false, "evict after a context change even when no other node would satisfy the pod's policies and fit it")
+	fs.BoolVar(&o.contextPolicyRecheck, "context-recheck-on-policy-change", true, "re-check the pods on every node when a policy changes")
 	klog.InitFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -171,10 +179,30 @@ func run(ctx context.Context, o *options) error {
 	if err != nil {
 		return err
 	}
+	// Context redeployment shares the pod and node informers; its
+	// evictions have their own token bucket with the same rate and burst.
+	var contextCtrl *contextcheck.Controller
+	if o.contextRedeploy {
+		contextCtrl, err = contextcheck.NewController(client, factory, contextcheck.Options{
+			Policies: store, NoPolicyRecheck: !o.contextPolicyRecheck, EvictWithoutAlternative: o.contextNoAlternative,
+			EvictionRate: o.core.EvictionRate, EvictionBurst: o.core.EvictionBurst,
+			Metrics: metrics, Recorder: recorder, WaitFor: []cache.InformerSynced{store.HasSynced},
+		})
+		if err != nil {
+			return err
+		}
+	}
 	leading := make(chan struct{})
 	runController := func(ctx context.Context) error {
 		close(leading)
 		policyFactory.Start(ctx.Done())
+		if contextCtrl != nil {
+			go func() {
+				if err := contextCtrl.Run(ctx); err != nil {
+					klog.FromContext(ctx).Error(err, "context redeployment stopped")
+				}
+			}()
+		}
 		return ctrl.Run(ctx)
 	}
 	var le *leaderelection.LeaderElector
