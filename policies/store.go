@@ -218,14 +218,17 @@ func (s *Store) remove(obj any) {
 	}
 	key := cm.Namespace + "/" + cm.Name
 	s.mu.Lock()
-	e := s.entries[key]
+	var old *Policy
+	if e := s.entries[key]; e != nil {
+		old = e.serving
+	}
 	delete(s.entries, key)
 	handlers := s.handlers
 	s.updateGaugesLocked()
 	s.mu.Unlock()
-	if e != nil && e.serving != nil {
+	if old != nil {
 		for _, fn := range handlers {
-			fn(Change{Key: key, Old: e.serving})
+			fn(Change{Key: key, Old: old})
 		}
 	}
 }
@@ -341,22 +344,27 @@ func (s *Store) Get(namespace, name string) (*Policy, string) {
 	key := namespace + "/" + name
 	s.mu.RLock()
 	e := s.entries[key]
+	var serving *Policy
+	var invalid *ParseError
+	if e != nil {
+		serving, invalid = e.serving, e.invalid
+	}
 	s.mu.RUnlock()
 	switch {
 	case e == nil:
 		return nil, fmt.Sprintf("no policy %s exists (a ConfigMap labelled %s: \"true\")", key, PolicyLabel)
-	case e.serving == nil:
+	case serving == nil:
 		reason := fmt.Sprintf("policy %s has never been valid", key)
-		if e.invalid != nil && len(e.invalid.Problems) > 0 {
-			p := e.invalid.Problems[0]
+		if invalid != nil && len(invalid.Problems) > 0 {
+			p := invalid.Problems[0]
 			reason += ": " + strings.SplitN(p.String(), "\n", 2)[0]
-			if n := len(e.invalid.Problems) - 1; n > 0 {
+			if n := len(invalid.Problems) - 1; n > 0 {
 				reason += fmt.Sprintf(" (and %d more problems; see the InvalidPolicy events on the ConfigMap)", n)
 			}
 		}
 		return nil, reason
 	}
-	return e.serving, ""
+	return serving, ""
 }
 
 // Problems returns the problems of the current version of a policy, or nil
