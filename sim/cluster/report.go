@@ -65,15 +65,23 @@ func (r *Result) WriteMarkdown(w io.Writer, charts []string) error {
 	p("## Headline\n\n```\n%s\n```\n\n", strings.Join(r.Headline(), "\n"))
 	roam, stock, ctx := r.P99("loss", Roam), r.P99("loss", Stock), r.P99("context", Roam)
 	p("- Redeploy time: a lost robot's last heartbeat → a replacement pod of the same owner Running (nearest-rank p99; %d roam pods, %d stock pods on %d lost robots).\n", roam.N, stock.N, len(r.Lost))
+	longer := ""
+	if c.Duration < 7*time.Minute {
+		longer = " Run with `--duration 8m` to see the Deployments' stock figure complete."
+	}
 	if stock.Pending > 0 {
-		p("- **%d of %d stock pods were still not replaced when the run ended** (%s after its start): they count with the time they had waited (a lower bound), so the stock figure and the ratio are lower bounds (`>`). Stock Kubernetes needs node-monitor-grace-period (50 s) + the default toleration (300 s) ≈ 5 min 40 s to delete a Deployment's pod from an unreachable node, and never replaces a StatefulSet pod (it stays Terminating until the node returns or someone force-deletes it). Run with `--duration 8m` to see the Deployments' stock figure complete.\n", stock.Pending, stock.N, r.RunLength().Round(time.Second))
+		p("- **%d of %d stock pods were still not replaced when the run ended** (%s after its start): they count with the time they had waited (a lower bound), so the stock figure and the ratio are lower bounds (`>`). Stock Kubernetes needs node-monitor-grace-period (50 s) + the default toleration (300 s) ≈ 5 min 40 s to delete a Deployment's pod from an unreachable node, and never replaces a StatefulSet pod (it stays Terminating until the node returns or someone force-deletes it).%s\n", stock.Pending, stock.N, r.RunLength().Round(time.Second), longer)
 	}
 	if dep := r.stockDeploymentsOnly(); dep.N > 0 && dep.N != stock.N {
 		lb := ""
 		if dep.Lower {
 			lb = "> "
 		}
-		p("- Stock, Deployment pods only: p99 %s%.1f s (%d pods, %d not replaced).\n", lb, dep.Seconds, dep.N, dep.Pending)
+		ratio := ""
+		if roam.N > 0 && !roam.Lower && roam.Seconds > 0 {
+			ratio = fmt.Sprintf(", %s%.1f× roam's p99", lb, dep.Seconds/roam.Seconds)
+		}
+		p("- Stock, Deployment pods only: p99 %s%.1f s (%d pods, %d not replaced%s).\n", lb, dep.Seconds, dep.N, dep.Pending, ratio)
 	}
 	if roam.Pending > 0 {
 		p("- %d roam pods were not replaced by the end of the run (counted as lower bounds).\n", roam.Pending)
