@@ -228,7 +228,10 @@ func (e *ParseError) Error() string {
 		if i > 0 {
 			b.WriteByte('\n')
 		}
-		b.WriteString(e.Namespace + "/" + e.Name + ": ")
+		if e.Namespace != "" {
+			b.WriteString(e.Namespace + "/")
+		}
+		b.WriteString(e.Name + ": ")
 		b.WriteString(p.String())
 	}
 	return b.String()

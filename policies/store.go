@@ -319,7 +319,8 @@ func resolve(ev *Evaluator, pod *corev1.Pod, globalNS string, get func(ns, name 
 		}
 		return Resolution{Policies: []*Policy{p}}
 	}
-	env := Env{Pod: PodEnvFor(pod)}
+	// match is about the pod: it sees an empty node (battery unknown).
+	env := Env{Node: NodeEnv{Battery: -1}, Pod: PodEnvFor(pod)}
 	var out []*Policy
 	for _, p := range candidates {
 		if !p.HasMatch || (p.Namespace != pod.Namespace && p.Namespace != globalNS) {

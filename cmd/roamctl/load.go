@@ -139,7 +139,7 @@ func (d document) configMap() (*corev1.ConfigMap, []diag) {
 	if err := decode(&stripped, &cm); err != nil {
 		return nil, []diag{{file: d.file, line: d.root.Line, col: d.root.Column, msg: "not a valid ConfigMap: " + err.Error()}}
 	}
-	obj := cm.Namespace + "/" + cm.Name
+	obj := objectName(cm.Namespace, cm.Name)
 	if data != nil {
 		if data.Kind != yaml.MappingNode {
 			diags = append(diags, diag{file: d.file, object: obj, key: "data", line: data.Line, col: data.Column,
@@ -282,7 +282,7 @@ func (d document) policyDiags(pe *policies.ParseError) []diag {
 	var out []diag
 	for _, p := range pe.Problems {
 		line, col := d.position(p)
-		dg := diag{file: d.file, object: pe.Namespace + "/" + pe.Name, key: p.Key, line: line, col: col, msg: p.Message}
+		dg := diag{file: d.file, object: objectName(pe.Namespace, pe.Name), key: p.Key, line: line, col: col, msg: p.Message}
 		if line > 0 {
 			dg.snippet = d.snippetAt(line, col)
 		}
@@ -315,7 +315,7 @@ func loadPolicies(files []string) (ps []*policies.Policy, diags []diag, err erro
 			case errors.As(err, &pe):
 				ds = append(ds, d.policyDiags(pe)...)
 			case err != nil:
-				ds = append(ds, diag{file: f, object: cm.Namespace + "/" + cm.Name, msg: err.Error()})
+				ds = append(ds, diag{file: f, object: objectName(cm.Namespace, cm.Name), msg: err.Error()})
 			case len(ds) == 0:
 				ps = append(ps, p)
 			}
@@ -324,4 +324,12 @@ func loadPolicies(files []string) (ps []*policies.Policy, diags []diag, err erro
 		}
 	}
 	return ps, diags, nil
+}
+
+// objectName is "namespace/name", or "name" without a namespace.
+func objectName(namespace, name string) string {
+	if namespace == "" {
+		return name
+	}
+	return namespace + "/" + name
 }
