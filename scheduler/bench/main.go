@@ -1,0 +1,363 @@
+// Command bench measures roam-scheduler's scheduling throughput against a
+// real kube-apiserver (etcd + kube-apiserver from bin/), in-process: the
+// roam profile (manifests/scheduler/config.yaml, every pod governed by the
+// design's example policy and carrying a target) against the default
+// profile, on the same nodes, in the same run. `make bench-scheduler` runs
+// it; its last line is
+//
+//	roam/default throughput ratio: R (roam X pods/s, default Y pods/s, N nodes, P pods)
+//
+// Throughput is measured as kube-scheduler's scheduler_perf does it:
+// scheduled pods per second over the window from the first to the last
+// binding the bench's watch observes, all pods created before the
+// scheduler starts.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"math/rand"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
+	"sigs.k8s.io/yaml"
+
+	"github.com/roam-dev/roam/internal/controlplane"
+	"github.com/roam-dev/roam/policies"
+	"github.com/roam-dev/roam/scheduler/server"
+)
+
+type options struct {
+	nodes, pods int
+	config      string
+	seed        int64
+	workers     int
+	timeout     time.Duration
+}
+
+func main() {
+	var o options
+	flag.IntVar(&o.nodes, "nodes", 5000, "nodes (robots) to create")
+	flag.IntVar(&o.pods, "pods", 10000, "pods to schedule per profile")
+	flag.StringVar(&o.config, "config", defaultConfigPath(), "roam-scheduler's KubeSchedulerConfiguration")
+	flag.Int64Var(&o.seed, "seed", 1, "seed for node locations and pod targets")
+	flag.IntVar(&o.workers, "workers", 32, "concurrent API writers when creating objects")
+	flag.DurationVar(&o.timeout, "timeout", 45*time.Minute, "give up after this long")
+	logFile := flag.String("scheduler-log", filepath.Join(os.TempDir(), "bench-scheduler.log"), "where the schedulers' logs go")
+	klog.InitFlags(nil)
+	flag.Parse()
+	// Keep the terminal for the figures: the last line is the ratio.
+	for name, value := range map[string]string{"logtostderr": "false", "alsologtostderr": "false",
+		"stderrthreshold": "FATAL", "log_file": *logFile} {
+		_ = flag.Set(name, value)
+	}
+	if o.nodes < 1 || o.pods < 2 || o.workers < 1 {
+		fmt.Fprintln(os.Stderr, "bench: -nodes must be ≥ 1, -pods ≥ 2, -workers ≥ 1")
+		os.Exit(2)
+	}
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	ctx, cancelTimeout := context.WithTimeout(ctx, o.timeout)
+	defer cancelTimeout()
+	if err := run(ctx, o); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func defaultConfigPath() string {
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		return "manifests/scheduler/config.yaml"
+	}
+	return filepath.Join(filepath.Dir(file), "..", "..", "manifests", "scheduler", "config.yaml")
+}
+
+// defaultProfile is kube-scheduler's default profile, nothing else.
+const defaultProfile = `apiVersion: kubescheduler.config.k8s.io/v1
+kind: KubeSchedulerConfiguration
+profiles:
+- schedulerName: default-scheduler
+`
+
+func run(ctx context.Context, o options) error {
+	fmt.Printf("starting etcd + kube-apiserver (scheduler logs: %s)\n", flag.Lookup("log_file").Value)
+	cp, err := controlplane.Start(ctx, controlplane.Options{})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = cp.Stop() }()
+	cfg := rest.CopyConfig(cp.Config)
+	cfg.QPS, cfg.Burst = 5000, 5000
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("clientset: %w", err)
+	}
+	if err := applyCRD(ctx, cfg, filepath.Join(filepath.Dir(o.config), "..", "crds", "scheduling.x-k8s.io_podgroups.yaml")); err != nil {
+		return err
+	}
+	for _, ns := range []string{"roam-system", "bench"} {
+		if _, err := cs.CoreV1().Namespaces().Create(ctx, &v1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("creating namespace %s: %w", ns, err)
+		}
+	}
+	// The design's example policy governs every bench pod.
+	policy := &v1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "bench", Name: "medical-assistant", Labels: map[string]string{policies.PolicyLabel: "true"}},
+		Data: map[string]string{
+			"match":   `pod.labels["app"] == "medical-assistant"`,
+			"require": `node.context == "hospital" && node.devices["roam.dev/camera"] >= 1`,
+			"score":   `10 * node.devices["roam.dev/camera"] - distance(node.location, pod.target)`,
+			"weight":  "2",
+		},
+	}
+	if _, err := cs.CoreV1().ConfigMaps("bench").Create(ctx, policy, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("creating policy: %w", err)
+	}
+	rng := rand.New(rand.NewSource(o.seed))
+	locations := make([]string, o.nodes)
+	for i := range locations {
+		locations[i] = fmt.Sprintf("%.1f,%.1f", rng.Float64()*1000, rng.Float64()*1000)
+	}
+	start := time.Now()
+	if err := parallel(ctx, o.nodes, o.workers, func(i int) error {
+		_, err := cs.CoreV1().Nodes().Create(ctx, benchNode(i, locations[i]), metav1.CreateOptions{})
+		return err
+	}); err != nil {
+		return fmt.Errorf("creating nodes: %w", err)
+	}
+	fmt.Printf("created %d nodes in %.1fs\n", o.nodes, time.Since(start).Seconds())
+
+	defPath, cleanup, err := writeTemp(defaultProfile)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	targets := make([]string, o.pods)
+	for i := range targets {
+		targets[i] = fmt.Sprintf("%.1f,%.1f", rng.Float64()*1000, rng.Float64()*1000)
+	}
+	off := false
+	over := server.Overrides{Kubeconfig: cp.Kubeconfig, LeaderElect: &off, QPS: 5000, Burst: 5000}
+	defaultRate, err := measure(ctx, cs, o, "default", v1.DefaultSchedulerName, server.Config{ConfigFile: defPath, Overrides: over}, targets)
+	if err != nil {
+		return err
+	}
+	roamRate, err := measure(ctx, cs, o, "roam", "roam-scheduler", server.Config{ConfigFile: o.config, Overrides: over}, targets)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("roam/default throughput ratio: %.2f (roam %.0f pods/s, default %.0f pods/s, %d nodes, %d pods)\n",
+		roamRate/defaultRate, roamRate, defaultRate, o.nodes, o.pods)
+	return nil
+}
+
+// benchNode is a hospital robot with cameras at a random location.
+func benchNode(i int, loc string) *v1.Node {
+	alloc := v1.ResourceList{
+		v1.ResourceCPU: resource.MustParse("32"), v1.ResourceMemory: resource.MustParse("64Gi"),
+		v1.ResourcePods: resource.MustParse("110"), "roam.dev/camera": resource.MustParse("8"),
+	}
+	name := fmt.Sprintf("robot-%05d", i)
+	return &v1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: name,
+			Labels: map[string]string{"kubernetes.io/hostname": name, policies.ContextLabel: "hospital",
+				policies.ZoneLabel: fmt.Sprintf("ward-%d", i%10)},
+			Annotations: map[string]string{policies.LocationAnnotation: loc}},
+		Status: v1.NodeStatus{Capacity: alloc, Allocatable: alloc,
+			Conditions: []v1.NodeCondition{{Type: v1.NodeReady, Status: v1.ConditionTrue}}},
+	}
+}
+
+// benchPod is the same pod for both profiles but its scheduler.
+func benchPod(i int, schedulerName, target string) *v1.Pod {
+	req := v1.ResourceList{v1.ResourceCPU: resource.MustParse("100m"), v1.ResourceMemory: resource.MustParse("64Mi"),
+		"roam.dev/camera": resource.MustParse("1")}
+	return &v1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-%05d", schedulerName, i), Namespace: "bench",
+			Labels:      map[string]string{"app": "medical-assistant"},
+			Annotations: map[string]string{policies.TargetAnnotation: target}},
+		Spec: v1.PodSpec{
+			SchedulerName: schedulerName,
+			// No node lifecycle controller removes the not-ready taint the
+			// apiserver puts on new nodes.
+			Tolerations: []v1.Toleration{{Key: v1.TaintNodeNotReady, Operator: v1.TolerationOpExists, Effect: v1.TaintEffectNoSchedule}},
+			Containers: []v1.Container{{Name: "app", Image: "registry.k8s.io/pause:3.10",
+				Resources: v1.ResourceRequirements{Requests: req, Limits: v1.ResourceList{"roam.dev/camera": resource.MustParse("1")}}}},
+		},
+	}
+}
+
+// measure creates the pods of one profile, starts its scheduler, and
+// returns pods/s between the first and the last observed binding. It
+// deletes the pods and stops the scheduler before returning.
+func measure(ctx context.Context, cs kubernetes.Interface, o options, label, schedulerName string, cfg server.Config, targets []string) (float64, error) {
+	var bound atomic.Int64
+	var mu sync.Mutex
+	var first, last time.Time
+	done := make(chan struct{})
+	factory := informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithNamespace("bench"))
+	inf := factory.Core().V1().Pods().Informer()
+	_, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		UpdateFunc: func(oldObj, newObj any) {
+			oldPod, newPod := oldObj.(*v1.Pod), newObj.(*v1.Pod)
+			if oldPod.Spec.NodeName != "" || newPod.Spec.NodeName == "" || newPod.Spec.SchedulerName != schedulerName {
+				return
+			}
+			now := time.Now()
+			mu.Lock()
+			if first.IsZero() {
+				first = now
+			}
+			last = now
+			mu.Unlock()
+			if bound.Add(1) == int64(o.pods) {
+				close(done)
+			}
+		},
+	})
+	if err != nil {
+		return 0, err
+	}
+	ictx, stopInformer := context.WithCancel(ctx)
+	defer stopInformer()
+	factory.Start(ictx.Done())
+	factory.WaitForCacheSync(ictx.Done())
+
+	start := time.Now()
+	if err := parallel(ctx, o.pods, o.workers, func(i int) error {
+		_, err := cs.CoreV1().Pods("bench").Create(ctx, benchPod(i, schedulerName, targets[i]), metav1.CreateOptions{})
+		return err
+	}); err != nil {
+		return 0, fmt.Errorf("%s: creating pods: %w", label, err)
+	}
+	fmt.Printf("%s: created %d pods in %.1fs; starting the scheduler\n", label, o.pods, time.Since(start).Seconds())
+	sched, err := server.Start(klog.NewContext(ctx, klog.Background()), cfg)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", label, err)
+	}
+	select {
+	case <-done:
+	case <-sched.Done():
+		return 0, fmt.Errorf("%s: scheduler stopped with %d/%d pods bound", label, bound.Load(), o.pods)
+	case <-ctx.Done():
+		_ = sched.Stop()
+		return 0, fmt.Errorf("%s: %d/%d pods bound: %w", label, bound.Load(), o.pods, ctx.Err())
+	}
+	if err := sched.Stop(); err != nil {
+		return 0, fmt.Errorf("%s: %w", label, err)
+	}
+	mu.Lock()
+	window := last.Sub(first)
+	mu.Unlock()
+	rate := float64(o.pods-1) / window.Seconds()
+	fmt.Printf("%s: %d pods bound in %.2fs: %.0f pods/s\n", label, o.pods, window.Seconds(), rate)
+
+	// Clean up so the next profile starts from empty nodes.
+	zero := int64(0)
+	if err := cs.CoreV1().Pods("bench").DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: &zero}, metav1.ListOptions{}); err != nil {
+		return 0, fmt.Errorf("%s: deleting pods: %w", label, err)
+	}
+	if err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 5*time.Minute, true, func(ctx context.Context) (bool, error) {
+		l, err := cs.CoreV1().Pods("bench").List(ctx, metav1.ListOptions{Limit: 1})
+		return err == nil && len(l.Items) == 0, nil
+	}); err != nil {
+		return 0, fmt.Errorf("%s: pods not deleted: %w", label, err)
+	}
+	return rate, nil
+}
+
+// parallel runs fn(0..n-1) on workers goroutines; the first error wins.
+func parallel(ctx context.Context, n, workers int, fn func(i int) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var next atomic.Int64
+	var once sync.Once
+	var firstErr error
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				if err := fn(i); err != nil {
+					once.Do(func() { firstErr = err; cancel() })
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr == nil && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return firstErr
+}
+
+// applyCRD creates the PodGroup CRD Coscheduling watches and waits until
+// it is served.
+func applyCRD(ctx context.Context, cfg *rest.Config, path string) error {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("reading PodGroup CRD: %w", err)
+	}
+	obj := &unstructured.Unstructured{}
+	if err := yaml.Unmarshal(raw, &obj.Object); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("dynamic client: %w", err)
+	}
+	crds := schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
+	if _, err := dyn.Resource(crds).Create(ctx, obj, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("creating PodGroup CRD: %w", err)
+	}
+	podGroups := schema.GroupVersionResource{Group: "scheduling.x-k8s.io", Version: "v1alpha1", Resource: "podgroups"}
+	return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		_, err := dyn.Resource(podGroups).List(ctx, metav1.ListOptions{})
+		return err == nil, nil
+	})
+}
+
+func writeTemp(content string) (string, func(), error) {
+	f, err := os.CreateTemp("", "bench-scheduler-*.yaml")
+	if err != nil {
+		return "", nil, fmt.Errorf("writing config: %w", err)
+	}
+	name := f.Name()
+	cleanup := func() { _ = os.Remove(name) }
+	if _, err := f.WriteString(content); err != nil {
+		_ = f.Close()
+		cleanup()
+		return "", nil, fmt.Errorf("writing config: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		cleanup()
+		return "", nil, fmt.Errorf("writing config: %w", err)
+	}
+	return name, cleanup, nil
+}
