@@ -83,7 +83,7 @@ bench: ## Go micro-benchmarks
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 bench-scheduler: tools ## roam vs default scheduling throughput against a real apiserver (NODES, PODS)
-	@echo "bench-scheduler: not implemented yet (scheduler issue)"; exit 1
+	$(GO) run ./scheduler/bench -nodes $(or $(NODES),5000) -pods $(or $(PODS),10000)
 
 bench-detector: NODES ?= 10000
 bench-detector: ## detector CPU/RSS/sweep at 10,000 nodes @1Hz (NODES)
