@@ -325,6 +325,21 @@ func (a *Actuator) evictPod(ctx context.Context, pod *corev1.Pod, force bool, ph
 	return nil
 }
 
+// RecordEviction starts a roam_redeploy_seconds measurement for an evicted
+// pod (reason ReasonUnreachable or ReasonContext) and counts it in
+// roam_evictions_total: for evictions made outside EvictPods, e.g. by
+// context-change redeployment.
+func (a *Actuator) RecordEviction(pod *corev1.Pod, reason string) {
+	if a.metrics != nil {
+		a.metrics.Evictions.WithLabelValues(reason).Inc()
+	}
+	a.redeploy.evicted(pod, reason, a.clock.Now())
+}
+
+// Actuator returns the controller's actuator (shared by other controllers
+// of roam-detector that evict pods).
+func (c *Controller) Actuator() *Actuator { return c.actuator }
+
 // ObservePod feeds roam_redeploy_seconds: the first pod of an evicted pod's
 // owner to run after the eviction ends the measurement. Register it as the
 // pod informer's add/update handler.

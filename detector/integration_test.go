@@ -73,19 +73,21 @@ func (f *fleet) isPaused(r string) bool {
 
 func (f *fleet) run(ctx context.Context) {
 	leases := f.cs.CoordinationV1().Leases(NodeLeaseNamespace)
-	for i, r := range f.robots {
-		// Each robot's clock is off by a different amount (robot-2 by an
-		// hour): the detector must not care.
-		skew := time.Duration(i*i) * 30 * time.Minute
-		go func() {
-			tk := time.NewTicker(time.Second)
-			defer tk.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-tk.C:
-				}
+	// One loop renews every live robot each second, so robots paused
+	// together had their last renewals within milliseconds of each other
+	// (as when a site's uplink fails), however loaded the machine is.
+	// Each robot's clock is off by a different amount (robot-3 by two
+	// hours): the detector must not care.
+	go func() {
+		tk := time.NewTicker(time.Second)
+		defer tk.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tk.C:
+			}
+			for i, r := range f.robots {
 				if f.isPaused(r) {
 					continue
 				}
@@ -93,12 +95,13 @@ func (f *fleet) run(ctx context.Context) {
 				if err != nil {
 					continue
 				}
+				skew := time.Duration(i*i) * 30 * time.Minute
 				now := metav1.NewMicroTime(time.Now().Add(-skew))
 				l.Spec.RenewTime = &now
 				_, _ = leases.Update(ctx, l, metav1.UpdateOptions{})
 			}
-		}()
-	}
+		}
+	}()
 	go func() {
 		for ctx.Err() == nil {
 			f.schedule(ctx)
@@ -416,7 +419,12 @@ func TestIntegration(t *testing.T) {
 		}
 
 		// The robot comes back: taint gone, condition True; its kubelet
-		// finishes the pod's deletion.
+		// finishes the pod's deletion. It stays away longer than its lease
+		// (4 s), so the outage is not learned as jitter: a silence between
+		// the suspicion point and the lease duration would enter its window
+		// and make its next loss slower to detect (and the brake test below
+		// needs both robots suspected within one eviction delay).
+		time.Sleep(time.Until(stopped.Add(5 * time.Second)))
 		f.resume("robot-1")
 		waitFor(ctx, t, "robot-1 untainted", 60*time.Second, func(ctx context.Context) (bool, error) {
 			tnt, c := nodeMarked(ctx, cs, "robot-1")
@@ -433,6 +441,10 @@ func TestIntegration(t *testing.T) {
 			}
 			return running == 2, nil
 		})
+		// The replacement ran: roam_redeploy_seconds{reason="unreachable"} has it.
+		if n := histCount(metrics); n != 1 {
+			t.Errorf("roam_redeploy_seconds observations = %d, want 1", n)
+		}
 	})
 
 	t.Run("partition brake", func(t *testing.T) {
