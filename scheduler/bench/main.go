@@ -22,6 +22,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -52,6 +53,7 @@ type options struct {
 	seed        int64
 	workers     int
 	timeout     time.Duration
+	cpuprofile  string
 }
 
 func main() {
@@ -62,6 +64,7 @@ func main() {
 	flag.Int64Var(&o.seed, "seed", 1, "seed for node locations and pod targets")
 	flag.IntVar(&o.workers, "workers", 32, "concurrent API writers when creating objects")
 	flag.DurationVar(&o.timeout, "timeout", 45*time.Minute, "give up after this long")
+	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of each profile's scheduling to PREFIX-<profile>.pprof")
 	logFile := flag.String("scheduler-log", filepath.Join(os.TempDir(), "bench-scheduler.log"), "where the schedulers' logs go")
 	klog.InitFlags(nil)
 	flag.Parse()
@@ -251,6 +254,17 @@ func measure(ctx context.Context, cs kubernetes.Interface, o options, label, sch
 		return 0, fmt.Errorf("%s: creating pods: %w", label, err)
 	}
 	fmt.Printf("%s: created %d pods in %.1fs; starting the scheduler\n", label, o.pods, time.Since(start).Seconds())
+	if o.cpuprofile != "" {
+		f, err := os.Create(o.cpuprofile + "-" + label + ".pprof")
+		if err != nil {
+			return 0, err
+		}
+		defer func() { _ = f.Close() }()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return 0, err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	sched, err := server.Start(klog.NewContext(ctx, klog.Background()), cfg)
 	if err != nil {
 		return 0, fmt.Errorf("%s: %w", label, err)
