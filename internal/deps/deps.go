@@ -6,10 +6,6 @@ package deps
 import (
 	_ "github.com/prometheus/client_golang/prometheus"
 	_ "github.com/prometheus/client_golang/prometheus/testutil"
-	_ "k8s.io/kubernetes/cmd/kube-scheduler/app"
-	_ "k8s.io/kubernetes/pkg/scheduler/testing"
-	_ "k8s.io/kubernetes/pkg/scheduler/testing/framework"
 	_ "sigs.k8s.io/controller-runtime/pkg/envtest"
-	_ "sigs.k8s.io/scheduler-plugins/pkg/coscheduling"
 	_ "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
 )
