@@ -318,3 +318,75 @@ func TestRateLimited(t *testing.T) {
 		t.Fatalf("after %v: evictions %v, want both", d, ev)
 	}
 }
+
+// TestRunWiring runs the whole controller (informers, handlers, workers,
+// delaying queue) on the virtual clock: a relabelled node is re-checked
+// through the Node informer, and the eviction waits for the clock to pass
+// settle.
+func TestRunWiring(t *testing.T) {
+	h := newHarness(t, Options{}, policyCM("medical-assistant", hospitalOnly, nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	t.Cleanup(func() { cancel(); <-done })
+	for _, n := range []*corev1.Node{robot("r1", "hospital"), robot("r2", "hospital")} {
+		if _, err := h.cs.CoreV1().Nodes().Create(ctx, n, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "ma-1", Namespace: ns, UID: "ma-1", Labels: map[string]string{"app": "medical-assistant"}},
+		Spec:   corev1.PodSpec{NodeName: "r1", Containers: []corev1.Container{{Name: "app", Image: "x"}}},
+		Status: corev1.PodStatus{Phase: corev1.PodRunning}}
+	ownedBy("ReplicaSet")(p)
+	if _, err := h.cs.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- h.c.Run(ctx) }()
+	h.waitFor("ready", h.c.Ready)
+	h.waitFor("initial checks", func() bool { return h.c.queue.Len() == 0 })
+
+	r1, _ := h.cs.CoreV1().Nodes().Get(ctx, "r1", metav1.GetOptions{})
+	r1.Labels["roam.dev/context"] = "store"
+	if _, err := h.cs.CoreV1().Nodes().Update(ctx, r1, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h.waitFor("the violation", func() bool {
+		h.c.mu.Lock()
+		defer h.c.mu.Unlock()
+		return len(h.c.pending) == 1
+	})
+	h.clk.Step(1999 * time.Millisecond)
+	if ev := h.evictions(); len(ev) != 0 {
+		t.Fatalf("evicted before settle: %v", ev)
+	}
+	h.clk.Step(time.Millisecond)
+	h.waitFor("the eviction after settle", func() bool { return len(h.evictions()) == 1 })
+}
+
+// TestNodeHandlerFilters: a heartbeat (Ready lastHeartbeatTime) queues
+// nothing; labels, annotations and allocatable queue the node.
+func TestNodeHandlerFilters(t *testing.T) {
+	h := newHarness(t, Options{}, policyCM("medical-assistant", hospitalOnly, nil))
+	old := robot("r1", "hospital")
+	beat := old.DeepCopy()
+	beat.Status.Conditions[0].LastHeartbeatTime = metav1.NewTime(t0.Add(time.Second))
+	beat.ResourceVersion = "2"
+	h.c.onNode(old, beat)
+	if n := h.c.queue.Len(); n != 0 {
+		t.Fatalf("heartbeat queued %d nodes", n)
+	}
+	for name, change := range map[string]func(*corev1.Node){
+		"label":       func(n *corev1.Node) { n.Labels["roam.dev/context"] = "store" },
+		"annotation":  func(n *corev1.Node) { n.Annotations = map[string]string{"roam.dev/location": "1,2"} },
+		"allocatable": cameras(2),
+	} {
+		n := old.DeepCopy()
+		change(n)
+		h.c.onNode(old, n)
+		if got := h.c.queue.Len(); got != 1 {
+			t.Fatalf("%s change: queue length %d, want 1", name, got)
+		}
+		item, _ := h.c.queue.Get()
+		h.c.queue.Done(item)
+		h.c.queue.Forget(item)
+	}
+}
