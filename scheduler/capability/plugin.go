@@ -137,17 +137,30 @@ func (pl *Plugin) Score(_ context.Context, state fwk.CycleState, _ *v1.Pod, node
 	s := v.(*scoreState)
 	node := nodeInfo.Node()
 	var dist, dev, feat int64
+	env := policy.NodeEnv(state, nodeInfo) // parsed once per node version when a policy governs the pod
 	if s.target.Known {
+		var loc policies.Point
+		if env != nil {
+			loc = env.Location
+		} else {
+			loc = policies.ParsePoint(node.Annotations[policies.LocationAnnotation])
+		}
 		dist = maxDist // unknown location: the farthest of all
-		if loc := policies.ParsePoint(node.Annotations[policies.LocationAnnotation]); loc.Known {
+		if loc.Known {
 			dist = min(int64(math.Round(policies.Distance(loc, s.target)*10)), maxDist-1)
 		}
 	}
 	if len(s.requests) > 0 {
-		alloc := nodeInfo.GetAllocatable().GetScalarResources()
-		used := nodeInfo.GetRequested().GetScalarResources()
-		for name, q := range s.requests {
-			dev += max(alloc[name]-used[name]-q, 0)
+		if env != nil {
+			for name, q := range s.requests {
+				dev += max(int64(env.Devices[string(name)])-q, 0)
+			}
+		} else {
+			alloc := nodeInfo.GetAllocatable().GetScalarResources()
+			used := nodeInfo.GetRequested().GetScalarResources()
+			for name, q := range s.requests {
+				dev += max(alloc[name]-used[name]-q, 0)
+			}
 		}
 	}
 	for _, f := range s.features {

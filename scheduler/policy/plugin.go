@@ -77,6 +77,7 @@ type State struct {
 	Policies []*policies.Policy
 	pod      policies.PodEnv
 	scoring  bool
+	envs     *envCache
 }
 
 // Clone implements fwk.StateData; State is read-only after PreFilter.
@@ -88,6 +89,16 @@ func (s *State) Clone() fwk.StateData { return s }
 func Governing(state fwk.CycleState) []*policies.Policy {
 	if s, ok := readState(state); ok {
 		return s.Policies
+	}
+	return nil
+}
+
+// NodeEnv returns RoamPolicy's cached expression environment of nodeInfo's
+// node when RoamPolicy governs the pod of this cycle (nil otherwise), so
+// other roam plugins need not parse the node again. It is read-only.
+func NodeEnv(state fwk.CycleState, nodeInfo fwk.NodeInfo) *policies.NodeEnv {
+	if s, ok := readState(state); ok && s.envs != nil && nodeInfo.Node() != nil {
+		return s.envs.get(nodeInfo)
 	}
 	return nil
 }
@@ -169,7 +180,7 @@ func (pl *Plugin) PreFilter(_ context.Context, state fwk.CycleState, pod *v1.Pod
 	if len(res.Policies) == 0 {
 		return nil, fwk.NewStatus(fwk.Skip)
 	}
-	s := &State{Policies: res.Policies, pod: policies.PodEnvFor(pod)}
+	s := &State{Policies: res.Policies, pod: policies.PodEnvFor(pod), envs: &pl.envs}
 	for _, p := range res.Policies {
 		s.scoring = s.scoring || p.HasScore
 	}

@@ -8,6 +8,7 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/component-base/metrics/legacyregistry"
 	"k8s.io/component-base/metrics/testutil"
 	fwk "k8s.io/kube-scheduler/framework"
 	"k8s.io/kubernetes/pkg/scheduler/framework"
@@ -298,6 +299,32 @@ func TestArgs(t *testing.T) {
 	} {
 		if _, err := decodeArgs(&runtime.Unknown{Raw: []byte(raw)}); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: error %v, want it to contain %q", raw, err, want)
+		}
+	}
+}
+
+// The metrics are in kube-scheduler's registry, so they are on
+// roam-scheduler's /metrics.
+func TestMetricsRegistered(t *testing.T) {
+	pl := newTestPlugin(t, policyCM("hospital-apps", "medical-assistant", exampleData()))
+	pod := assistantPod("ma-0")
+	state, _ := preFilter(t, pl, pod)
+	state.SetRecordPluginMetrics(true) // a sampled cycle
+	_ = pl.Filter(context.Background(), state, pod, nodeInfo(robotNode("h", "hospital", "1,1", "2")))
+	families, err := legacyregistry.DefaultGatherer.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := map[string]bool{}
+	for _, f := range families {
+		found[f.GetName()] = true
+		if f.GetName() == "roam_policy_evaluation_duration_seconds" && f.GetMetric()[0].GetHistogram().GetSampleCount() == 0 {
+			t.Errorf("no duration observed in a sampled cycle")
+		}
+	}
+	for _, name := range []string{"roam_policy_evaluations_total", "roam_policy_evaluation_duration_seconds"} {
+		if !found[name] {
+			t.Errorf("%s not in the legacy registry", name)
 		}
 	}
 }
