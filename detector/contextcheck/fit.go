@@ -28,7 +28,7 @@ func (c *Checker) fitsOtherNode(pod *corev1.Pod, pols []*policies.Policy, nodes 
 	podsOn func(node string) []*corev1.Pod) (string, string) {
 
 	var reasons []string
-	req := resourcehelper.PodRequests(pod, resourcehelper.PodResourcesOptions{})
+	req := podRequests(pod)
 	affinity := nodeaffinity.GetRequiredNodeAffinity(pod)
 	c.env.Pod = policies.PodEnvFor(pod)
 	defer func() { c.env = policies.Env{} }()
@@ -124,4 +124,9 @@ func (c *Checker) nodeRejects(pod *corev1.Pod, req corev1.ResourceList, affinity
 		}
 	}
 	return ""
+}
+
+// podRequests is the pod's effective request as the scheduler computes it.
+func podRequests(pod *corev1.Pod) corev1.ResourceList {
+	return resourcehelper.PodRequests(pod, resourcehelper.PodResourcesOptions{})
 }
