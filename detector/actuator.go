@@ -34,8 +34,6 @@ const (
 	// ReasonEvictionBrake is the Unknown condition reason and the Event
 	// reason while the partition brake holds a node's evictions.
 	ReasonEvictionBrake = "RoamEvictionBrake"
-	// mirrorPodAnnotation marks static (mirror) pods.
-	mirrorPodAnnotation = "kubernetes.io/config.mirror"
 	// podNodeIndex indexes pods by spec.nodeName.
 	podNodeIndex = "roam.dev/node"
 )
@@ -72,7 +70,7 @@ type Actuator struct {
 	mu   sync.Mutex // guards eval
 	eval *policies.Evaluator
 
-	redeploy *redeployTracker
+	redeploy *RedeployTracker
 }
 
 // NewActuator returns an Actuator. pods must carry PodsByNodeIndexers;
@@ -84,7 +82,7 @@ func NewActuator(client kubernetes.Interface, pods cache.Indexer, resolver Polic
 		recorder = &record.FakeRecorder{}
 	}
 	return &Actuator{client: client, pods: pods, policies: resolver, recorder: recorder, metrics: metrics,
-		clock: clk, eval: policies.NewEvaluator(), redeploy: newRedeployTracker()}
+		clock: clk, eval: policies.NewEvaluator(), redeploy: NewRedeployTracker()}
 }
 
 // NodeWant is the state roam-detector wants a node in.
@@ -218,14 +216,8 @@ type EvictionChoice struct {
 // when a governing policy says forceDelete: "true". A pod already being
 // deleted is only touched again to force it.
 func (a *Actuator) Choose(pod *corev1.Pod) EvictionChoice {
-	if _, ok := pod.Annotations[mirrorPodAnnotation]; ok {
-		return EvictionChoice{Why: "mirror pod"}
-	}
-	if ref := metav1.GetControllerOf(pod); ref != nil && ref.Kind == "DaemonSet" {
-		return EvictionChoice{Why: "DaemonSet pod"}
-	}
-	if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
-		return EvictionChoice{Why: "finished"}
+	if why := Unmovable(pod); why != "" {
+		return EvictionChoice{Why: why}
 	}
 	if a.policies == nil {
 		return EvictionChoice{Why: "no policies"}
@@ -320,7 +312,7 @@ func (a *Actuator) evictPod(ctx context.Context, pod *corev1.Pod, force bool, ph
 	if a.metrics != nil {
 		a.metrics.Evictions.WithLabelValues(ReasonUnreachable).Inc()
 	}
-	a.redeploy.evicted(pod, ReasonUnreachable, a.clock.Now())
+	a.redeploy.Evicted(pod, ReasonUnreachable, a.clock.Now())
 	logger.Info("Evicted pod of unreachable node", "pod", klog.KObj(pod), "node", pod.Spec.NodeName, "force", force, "phi", phiValue)
 	return nil
 }
@@ -333,7 +325,7 @@ func (a *Actuator) RecordEviction(pod *corev1.Pod, reason string) {
 	if a.metrics != nil {
 		a.metrics.Evictions.WithLabelValues(reason).Inc()
 	}
-	a.redeploy.evicted(pod, reason, a.clock.Now())
+	a.redeploy.Evicted(pod, reason, a.clock.Now())
 }
 
 // Actuator returns the controller's actuator (shared by other controllers
@@ -347,58 +339,7 @@ func (a *Actuator) ObservePod(pod *corev1.Pod) {
 	if pod.Status.Phase != corev1.PodRunning {
 		return
 	}
-	if reason, d, ok := a.redeploy.running(pod, a.clock.Now()); ok && a.metrics != nil {
+	if reason, d, ok := a.redeploy.Running(pod, a.clock.Now()); ok && a.metrics != nil {
 		a.metrics.Redeploy.WithLabelValues(reason).Observe(d.Seconds())
 	}
-}
-
-// redeployTracker remembers evictions per owner until a replacement runs.
-type redeployTracker struct {
-	mu      sync.Mutex
-	pending map[types.UID]eviction // by owner UID
-}
-
-type eviction struct {
-	at     time.Time
-	reason string
-	pod    types.UID
-}
-
-// redeployForget bounds how long an eviction waits for its replacement.
-const redeployForget = time.Hour
-
-func newRedeployTracker() *redeployTracker {
-	return &redeployTracker{pending: map[types.UID]eviction{}}
-}
-
-func (r *redeployTracker) evicted(pod *corev1.Pod, reason string, at time.Time) {
-	ref := metav1.GetControllerOf(pod)
-	if ref == nil {
-		return
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for k, e := range r.pending {
-		if at.Sub(e.at) > redeployForget {
-			delete(r.pending, k)
-		}
-	}
-	if _, ok := r.pending[ref.UID]; !ok {
-		r.pending[ref.UID] = eviction{at: at, reason: reason, pod: pod.UID}
-	}
-}
-
-func (r *redeployTracker) running(pod *corev1.Pod, now time.Time) (string, time.Duration, bool) {
-	ref := metav1.GetControllerOf(pod)
-	if ref == nil {
-		return "", 0, false
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	e, ok := r.pending[ref.UID]
-	if !ok || e.pod == pod.UID || pod.CreationTimestamp.Time.Before(e.at.Add(-time.Second)) {
-		return "", 0, false
-	}
-	delete(r.pending, ref.UID)
-	return e.reason, now.Sub(e.at), true
 }

@@ -146,7 +146,7 @@ func TestActuatorEvictPods(t *testing.T) {
 		testPod("kept", "robot-1", "keep"),
 		testPod("free", "robot-1", ""),
 		testPod("ds", "robot-1", "move", owned("DaemonSet")),
-		testPod("mirror", "robot-1", "move", func(p *corev1.Pod) { p.Annotations = map[string]string{mirrorPodAnnotation: "x"} }),
+		testPod("mirror", "robot-1", "move", func(p *corev1.Pod) { p.Annotations = map[string]string{MirrorPodAnnotation: "x"} }),
 		testPod("done", "robot-1", "move", func(p *corev1.Pod) { p.Status.Phase = corev1.PodSucceeded }),
 		testPod("elsewhere", "robot-2", "move"),
 	}
@@ -246,7 +246,7 @@ func TestRedeployTracker(t *testing.T) {
 	clk := clocktesting.NewFakeClock(t0)
 	a := NewActuator(fake.NewClientset(), cache.NewIndexer(cache.MetaNamespaceKeyFunc, PodsByNodeIndexers()), nil, nil, m, clk)
 	old := testPod("web-a", "robot-1", "move", owned("ReplicaSet"))
-	a.redeploy.evicted(old, ReasonUnreachable, clk.Now())
+	a.redeploy.Evicted(old, ReasonUnreachable, clk.Now())
 	clk.Step(3 * time.Second)
 	a.ObservePod(old) // the evicted pod itself does not count
 	repl := testPod("web-b", "robot-2", "move", owned("ReplicaSet"))

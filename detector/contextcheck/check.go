@@ -25,9 +25,6 @@ import (
 	"github.com/roam-dev/roam/policies"
 )
 
-// mirrorPodAnnotation marks static (mirror) pods (same as the detector's).
-const mirrorPodAnnotation = "kubernetes.io/config.mirror"
-
 // Verdict is the outcome of re-checking one pod on its node.
 type Verdict struct {
 	Pod *corev1.Pod
@@ -47,21 +44,10 @@ type Verdict struct {
 
 // skipReason says why a pod is never a context-change candidate, or "".
 func skipReason(pod *corev1.Pod) string {
-	switch {
-	case pod.DeletionTimestamp != nil:
+	if pod.DeletionTimestamp != nil {
 		return "terminating"
-	case pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed:
-		return "finished"
 	}
-	if _, ok := pod.Annotations[mirrorPodAnnotation]; ok {
-		return "mirror pod"
-	}
-	for i := range pod.OwnerReferences {
-		if ref := &pod.OwnerReferences[i]; ref.Controller != nil && *ref.Controller && ref.Kind == "DaemonSet" {
-			return "DaemonSet pod"
-		}
-	}
-	return ""
+	return detector.Unmovable(pod)
 }
 
 // hasExtendedRequests reports, without allocating, whether any container

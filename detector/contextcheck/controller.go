@@ -152,7 +152,7 @@ type Controller struct {
 	mu      sync.Mutex
 	pending map[types.UID]*violation
 
-	redeploy *redeployTracker
+	redeploy *detector.RedeployTracker
 	ready    atomic.Bool
 }
 
@@ -173,7 +173,7 @@ func NewController(client kubernetes.Interface, factory informers.SharedInformer
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "roam-context", Clock: opts.Clock}),
 		limiter:  rate.NewLimiter(rate.Limit(opts.EvictionRate), opts.EvictionBurst),
 		pending:  map[types.UID]*violation{},
-		redeploy: newRedeployTracker(),
+		redeploy: detector.NewRedeployTracker(),
 	}
 	changes, tracked := opts.Policies.(interface{ AddChangeHandler(func(policies.Change)) })
 	c.res = newResolutions(opts.Policies, tracked)

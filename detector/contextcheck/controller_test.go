@@ -9,6 +9,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/roam-dev/roam/detector"
 )
 
 const hospitalOnly = `node.context == "hospital"`
@@ -273,7 +275,7 @@ func TestNeverEvicted(t *testing.T) {
 	h.setNode(robot("r1", "hospital", cameras(1)))
 	h.setNode(robot("r2", "hospital", cameras(1)))
 	h.addPod("ds", "agent", "r1", ownedBy("DaemonSet"))
-	h.addPod("mirror", "agent", "r1", annotated(mirrorPodAnnotation, "x"))
+	h.addPod("mirror", "agent", "r1", annotated(detector.MirrorPodAnnotation, "x"))
 	h.addPod("kept", "kept", "r1")
 	h.addPod("cam", "camera", "r1", requests("roam.dev/camera", "1"))
 	gone := h.addPod("gone", "agent", "r1")

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -104,7 +103,7 @@ func (c *Controller) evict(ctx context.Context, v Verdict, target string) (time.
 	if c.opts.Metrics != nil {
 		c.opts.Metrics.Evictions.WithLabelValues(detector.ReasonContext).Inc()
 	}
-	c.redeploy.evicted(pod, detector.ReasonContext, c.clock.Now())
+	c.redeploy.Evicted(pod, detector.ReasonContext, c.clock.Now())
 	logger.Info("Evicted pod after context change", "pod", klog.KObj(pod), "node", pod.Spec.NodeName, "alternative", target, "why", v.Why)
 	return 0, nil
 }
@@ -131,60 +130,7 @@ func (c *Controller) observePod(pod *corev1.Pod) {
 	if pod.Status.Phase != corev1.PodRunning {
 		return
 	}
-	if reason, d, ok := c.redeploy.running(pod, c.clock.Now()); ok && c.opts.Metrics != nil {
+	if reason, d, ok := c.redeploy.Running(pod, c.clock.Now()); ok && c.opts.Metrics != nil {
 		c.opts.Metrics.Redeploy.WithLabelValues(reason).Observe(d.Seconds())
 	}
-}
-
-// redeployTracker remembers evictions per owner until a replacement runs.
-// It follows detector's unexported redeployTracker (same rules); the
-// integrator may unify them once detector exports it.
-type redeployTracker struct {
-	mu      sync.Mutex
-	pending map[types.UID]eviction // by owner UID
-}
-
-type eviction struct {
-	at     time.Time
-	reason string
-	pod    types.UID
-}
-
-// redeployForget bounds how long an eviction waits for its replacement.
-const redeployForget = time.Hour
-
-func newRedeployTracker() *redeployTracker {
-	return &redeployTracker{pending: map[types.UID]eviction{}}
-}
-
-func (r *redeployTracker) evicted(pod *corev1.Pod, reason string, at time.Time) {
-	ref := metav1.GetControllerOf(pod)
-	if ref == nil {
-		return
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for k, e := range r.pending {
-		if at.Sub(e.at) > redeployForget {
-			delete(r.pending, k)
-		}
-	}
-	if _, ok := r.pending[ref.UID]; !ok {
-		r.pending[ref.UID] = eviction{at: at, reason: reason, pod: pod.UID}
-	}
-}
-
-func (r *redeployTracker) running(pod *corev1.Pod, now time.Time) (string, time.Duration, bool) {
-	ref := metav1.GetControllerOf(pod)
-	if ref == nil {
-		return "", 0, false
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	e, ok := r.pending[ref.UID]
-	if !ok || e.pod == pod.UID || pod.CreationTimestamp.Time.Before(e.at.Add(-time.Second)) {
-		return "", 0, false
-	}
-	delete(r.pending, ref.UID)
-	return e.reason, now.Sub(e.at), true
 }
