@@ -341,8 +341,13 @@ func compress(v float64) float64 {
 
 // envCache keeps each node's expression environment for as long as its
 // NodeInfo generation (bumped on every node or pod change) stays the same,
-// so Filter and Score of one cycle, and later cycles, build it once.
-type envCache struct{ m sync.Map } // node name -> *envEntry
+// so Filter and Score of one cycle, and later cycles, build it once. A
+// plain map under a read lock: Filter reads it for every node of every
+// cycle, and it is faster there than sync.Map.
+type envCache struct {
+	mu sync.RWMutex
+	m  map[string]*envEntry // by node name
+}
 
 type envEntry struct {
 	gen int64
@@ -351,17 +356,23 @@ type envEntry struct {
 
 func (c *envCache) get(ni fwk.NodeInfo) *policies.NodeEnv {
 	node, gen := ni.Node(), ni.GetGeneration()
-	if v, ok := c.m.Load(node.Name); ok {
-		if e := v.(*envEntry); e.gen == gen {
-			return &e.env
-		}
+	c.mu.RLock()
+	e := c.m[node.Name]
+	c.mu.RUnlock()
+	if e != nil && e.gen == gen {
+		return &e.env
 	}
 	var requested map[v1.ResourceName]int64
 	if r := ni.GetRequested(); r != nil {
 		requested = r.GetScalarResources()
 	}
-	e := &envEntry{gen: gen, env: policies.NodeEnvFor(node, requested)}
-	c.m.Store(node.Name, e)
+	e = &envEntry{gen: gen, env: policies.NodeEnvFor(node, requested)}
+	c.mu.Lock()
+	if c.m == nil {
+		c.m = make(map[string]*envEntry)
+	}
+	c.m[node.Name] = e
+	c.mu.Unlock()
 	return &e.env
 }
 
@@ -370,6 +381,8 @@ func (c *envCache) forget(obj any) {
 		obj = t.Obj
 	}
 	if n, ok := obj.(*v1.Node); ok {
-		c.m.Delete(n.Name)
+		c.mu.Lock()
+		delete(c.m, n.Name)
+		c.mu.Unlock()
 	}
 }
