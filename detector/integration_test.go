@@ -200,9 +200,10 @@ func createRobot(ctx context.Context, t *testing.T, cs kubernetes.Interface, nam
 		},
 	}
 	n := must(cs.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}))
-	n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue,
-		Reason: "KubeletReady", LastHeartbeatTime: now, LastTransitionTime: now}}
-	must(cs.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}))
+	must(cptest.UpdateNodeStatus(ctx, cs, name, func(n *corev1.Node) {
+		n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue,
+			Reason: "KubeletReady", LastHeartbeatTime: now, LastTransitionTime: now}}
+	}))
 	dur := int32(4) // nodeLeaseDurationSeconds: 4 → renew every 1 s
 	holder := name
 	rt := metav1.NewMicroTime(time.Now())

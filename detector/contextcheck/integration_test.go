@@ -115,12 +115,13 @@ func addRobot(ctx context.Context, t *testing.T, cs kubernetes.Interface, name, 
 	n := must(cs.CoreV1().Nodes().Create(ctx, &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{policies.ContextLabel: sensed, corev1.LabelHostname: name}},
 	}, metav1.CreateOptions{}))
-	n.Spec.Taints = nil // admission adds node.kubernetes.io/not-ready; a ready robot's lifecycle controller removes it
-	n = must(cs.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{}))
+	// admission adds node.kubernetes.io/not-ready; a ready robot's lifecycle controller removes it
+	n = must(cptest.UpdateNode(ctx, cs, n.Name, func(n *corev1.Node) { n.Spec.Taints = nil }))
 	now := metav1.Now()
-	n.Status = corev1.NodeStatus{Capacity: alloc, Allocatable: alloc, Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady,
-		Status: corev1.ConditionTrue, Reason: "KubeletReady", LastHeartbeatTime: now, LastTransitionTime: now}}}
-	n = must(cs.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}))
+	n = must(cptest.UpdateNodeStatus(ctx, cs, n.Name, func(n *corev1.Node) {
+		n.Status = corev1.NodeStatus{Capacity: alloc, Allocatable: alloc, Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady,
+			Status: corev1.ConditionTrue, Reason: "KubeletReady", LastHeartbeatTime: now, LastTransitionTime: now}}}
+	}))
 	dur, holder, rt := int32(4), name, metav1.NewMicroTime(time.Now())
 	must(cs.CoordinationV1().Leases(detector.NodeLeaseNamespace).Create(ctx, &coordinationv1.Lease{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: detector.NodeLeaseNamespace,
@@ -260,9 +261,7 @@ func TestContextRedeploy(t *testing.T) {
 	})
 
 	// r1 drives into the store.
-	r1 := must(cs.CoreV1().Nodes().Get(ctx, "r1", metav1.GetOptions{}))
-	r1.Labels[policies.ContextLabel] = "store"
-	must(cs.CoreV1().Nodes().Update(ctx, r1, metav1.UpdateOptions{}))
+	must(cptest.UpdateNode(ctx, cs, "r1", func(n *corev1.Node) { n.Labels[policies.ContextLabel] = "store" }))
 	changed := time.Now()
 
 	var evicted *corev1.Pod

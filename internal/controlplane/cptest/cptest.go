@@ -4,10 +4,14 @@ package cptest
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/roam-dev/roam/internal/controlplane"
 )
@@ -37,4 +41,37 @@ func Start(t testing.TB, opts controlplane.Options) (*controlplane.ControlPlane,
 		t.Fatalf("clientset: %v", err)
 	}
 	return cp, cs
+}
+
+// UpdateNode reads node name, applies mutate and writes it back, retrying on
+// conflicts: controllers (kube-controller-manager's node lifecycle, roam's
+// detector) write Nodes concurrently with tests.
+func UpdateNode(ctx context.Context, cs kubernetes.Interface, name string, mutate func(*corev1.Node)) (*corev1.Node, error) {
+	return updateNode(ctx, cs, name, mutate, false)
+}
+
+// UpdateNodeStatus is UpdateNode for the status subresource.
+func UpdateNodeStatus(ctx context.Context, cs kubernetes.Interface, name string, mutate func(*corev1.Node)) (*corev1.Node, error) {
+	return updateNode(ctx, cs, name, mutate, true)
+}
+
+func updateNode(ctx context.Context, cs kubernetes.Interface, name string, mutate func(*corev1.Node), status bool) (*corev1.Node, error) {
+	var out *corev1.Node
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		n, err := cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		mutate(n)
+		if status {
+			out, err = cs.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
+		} else {
+			out, err = cs.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{})
+		}
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("updating node %s: %w", name, err)
+	}
+	return out, nil
 }
