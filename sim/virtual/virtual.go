@@ -311,6 +311,9 @@ func simulateRobot(cfg *Config, thresholds []float64, i int, t *tally) {
 		}
 		r.roam.Heartbeat(r.epoch.Add(at))
 		r.pekko.Heartbeat(r.epoch.Add(at))
+		if !have {
+			r.first, r.seen = at, true
+		}
 		r.prev, have = at, true
 	}
 	if have {
@@ -331,6 +334,8 @@ type robotRun struct {
 	roam, pekko    *phi.Detector
 	pekkoThreshold float64
 	prev           time.Duration // last heartbeat
+	first          time.Duration // first heartbeat (valid when seen)
+	seen           bool
 	// Acceptable pauses and the normal quantiles of the lowest thresholds,
 	// for below.
 	roamPause, pekkoPause time.Duration
@@ -420,6 +425,15 @@ func (r *robotRun) judge(k int, out *network.Outage, crossed bool, when time.Dur
 func (r *robotRun) closeOutagesBefore(t time.Duration) {
 	for r.next < len(r.outages) && r.outages[r.next].End <= t {
 		o := r.outages[r.next]
+		if !r.seen || o.Start < r.first {
+			// Before the robot's first heartbeat no detector knows it: not scored.
+			r.next++
+			r.longest = 0
+			for k := range r.open {
+				r.open[k] = verdict{}
+			}
+			continue
+		}
 		// An outage the run cuts short counts for as long as it was seen.
 		long := min(o.End, r.cfg.Duration)-o.Start >= r.cfg.MinLoss
 		if long {
