@@ -17,13 +17,13 @@ import (
 	"k8s.io/kubernetes/cmd/kube-scheduler/app"
 	"k8s.io/kubernetes/cmd/kube-scheduler/app/options"
 	"sigs.k8s.io/scheduler-plugins/pkg/coscheduling"
-	"sigs.k8s.io/yaml"
 
 	// Registers CoschedulingArgs in the kube-scheduler's config scheme.
 	_ "sigs.k8s.io/scheduler-plugins/apis/config/scheme"
 
 	"github.com/roam-dev/roam/scheduler/capability"
 	"github.com/roam-dev/roam/scheduler/policy"
+	"github.com/roam-dev/roam/scheduler/schedconfig"
 )
 
 // RegistryOptions register roam's plugins and Coscheduling.
@@ -62,53 +62,14 @@ func NewCommand() *cobra.Command {
 }
 
 // Overrides change a configuration file for one run.
-type Overrides struct {
-	// Kubeconfig replaces clientConnection.kubeconfig when non-empty.
-	Kubeconfig string
-	// LeaderElect replaces leaderElection.leaderElect when non-nil.
-	LeaderElect *bool
-	// QPS and Burst replace clientConnection.qps/burst when > 0.
-	QPS   float32
-	Burst int32
-}
+type Overrides = schedconfig.Overrides
 
 // WriteConfig writes a copy of the KubeSchedulerConfiguration at path with
 // o applied to a temporary file; cleanup removes it.
 func WriteConfig(path string, o Overrides) (string, func(), error) {
-	raw, err := os.ReadFile(path)
+	out, err := schedconfig.Render(path, o)
 	if err != nil {
-		return "", nil, fmt.Errorf("reading scheduler config: %w", err)
-	}
-	var doc map[string]any
-	if err := yaml.Unmarshal(raw, &doc); err != nil {
-		return "", nil, fmt.Errorf("parsing scheduler config %s: %w", path, err)
-	}
-	if doc == nil {
-		return "", nil, fmt.Errorf("scheduler config %s is empty", path)
-	}
-	section := func(key string) map[string]any {
-		m, _ := doc[key].(map[string]any)
-		if m == nil {
-			m = map[string]any{}
-			doc[key] = m
-		}
-		return m
-	}
-	if o.Kubeconfig != "" {
-		section("clientConnection")["kubeconfig"] = o.Kubeconfig
-	}
-	if o.QPS > 0 {
-		section("clientConnection")["qps"] = o.QPS
-	}
-	if o.Burst > 0 {
-		section("clientConnection")["burst"] = o.Burst
-	}
-	if o.LeaderElect != nil {
-		section("leaderElection")["leaderElect"] = *o.LeaderElect
-	}
-	out, err := yaml.Marshal(doc)
-	if err != nil {
-		return "", nil, fmt.Errorf("writing scheduler config: %w", err)
+		return "", nil, err
 	}
 	f, err := os.CreateTemp("", "roam-scheduler-config-*.yaml")
 	if err != nil {

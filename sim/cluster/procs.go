@@ -13,7 +13,7 @@ import (
 	"syscall"
 	"time"
 
-	"sigs.k8s.io/yaml"
+	"github.com/roam-dev/roam/scheduler/schedconfig"
 )
 
 // child is a roam binary the sim runs. It has its own process group (so a
@@ -80,36 +80,29 @@ func (c *child) stop() {
 // one queue-sort plugin, so the default profile inherits the roam profile's
 // queue sort (and its args), if it sets one. Leader election is turned off.
 func schedulerConfig(src, kubeconfig, dst string) error {
-	raw, err := os.ReadFile(src)
+	leaderElect := false
+	out, err := schedconfig.Render(src, schedconfig.Overrides{Kubeconfig: kubeconfig, LeaderElect: &leaderElect, Edit: addDefaultProfile})
 	if err != nil {
-		return fmt.Errorf("reading scheduler config: %w", err)
+		return err
 	}
-	var doc map[string]any
-	if err := yaml.Unmarshal(raw, &doc); err != nil {
-		return fmt.Errorf("parsing scheduler config %s: %w", src, err)
+	if err := os.WriteFile(dst, out, 0o600); err != nil {
+		return fmt.Errorf("writing scheduler config: %w", err)
 	}
-	if doc == nil {
-		return fmt.Errorf("scheduler config %s is empty", src)
-	}
-	section := func(key string) map[string]any {
-		m, _ := doc[key].(map[string]any)
-		if m == nil {
-			m = map[string]any{}
-			doc[key] = m
-		}
-		return m
-	}
-	section("leaderElection")["leaderElect"] = false
-	section("clientConnection")["kubeconfig"] = kubeconfig
+	return nil
+}
+
+// addDefaultProfile appends the default-scheduler profile, sharing the
+// first profile's queue sort and its args.
+func addDefaultProfile(doc map[string]any) error {
 	profiles, _ := doc["profiles"].([]any)
 	if len(profiles) == 0 {
-		return fmt.Errorf("scheduler config %s has no profiles", src)
+		return fmt.Errorf("no profiles")
 	}
 	stock := map[string]any{"schedulerName": "default-scheduler"}
 	for _, p := range profiles {
 		pm, _ := p.(map[string]any)
 		if pm["schedulerName"] == "default-scheduler" {
-			return fmt.Errorf("scheduler config %s already has a default-scheduler profile", src)
+			return fmt.Errorf("already has a default-scheduler profile")
 		}
 	}
 	first, _ := profiles[0].(map[string]any)
@@ -143,13 +136,6 @@ func schedulerConfig(src, kubeconfig, dst string) error {
 		}
 	}
 	doc["profiles"] = append(profiles, stock)
-	out, err := yaml.Marshal(doc)
-	if err != nil {
-		return fmt.Errorf("writing scheduler config: %w", err)
-	}
-	if err := os.WriteFile(dst, out, 0o600); err != nil {
-		return fmt.Errorf("writing scheduler config: %w", err)
-	}
 	return nil
 }
 
