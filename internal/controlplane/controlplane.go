@@ -168,7 +168,7 @@ func (cp *ControlPlane) startControllerManager(ctx context.Context, binDir strin
 	if err := os.WriteFile(caFile, cp.Config.CAData, 0o600); err != nil {
 		return fmt.Errorf("writing cluster CA: %w", err)
 	}
-	port, err := freePort()
+	port, err := FreePort()
 	if err != nil {
 		return err
 	}
@@ -295,7 +295,8 @@ func repoRoot() (string, error) {
 	}
 }
 
-func freePort() (int, error) {
+// FreePort returns a TCP port free on loopback right now.
+func FreePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, fmt.Errorf("finding a free port: %w", err)

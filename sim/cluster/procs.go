@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -13,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/roam-dev/roam/internal/controlplane"
 	"github.com/roam-dev/roam/scheduler/schedconfig"
 )
 
@@ -139,15 +139,6 @@ func addDefaultProfile(doc map[string]any) error {
 	return nil
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("finding a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 // waitReady polls url until it answers 200 or ctx ends or c exits.
 func waitReady(ctx context.Context, c *child, url string, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
@@ -184,7 +175,7 @@ func startChildren(ctx context.Context, cfg *Config, kubeconfig, dir string) (sc
 	if err != nil {
 		return nil, nil, err
 	}
-	port, err := freePort()
+	port, err := controlplane.FreePort()
 	if err != nil {
 		sched.stop()
 		return nil, nil, err
