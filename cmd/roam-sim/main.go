@@ -42,7 +42,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.IntVar(&v.Robots, "robots", v.Robots, "number of robots")
 	fs.DurationVar(&v.Duration, "duration", v.Duration, "simulated time")
 	fs.DurationVar(&v.Network.RenewInterval, "renew-interval", v.Network.RenewInterval, "kubelet Lease renew interval (nodeLeaseDurationSeconds / 4)")
-	links := fs.String("links", network.FormatLinks(v.Network.Links), "link classes: name:share:latency=D,jitter=normal|lognormal|pareto,scale=D,loss=P,bursts=N/h,burstlen=N,burstloss=P;...")
+	links := fs.String("links", network.FormatLinks(v.Network.Links), "link classes: name:share:latency=D,jitter=normal|lognormal|pareto,scale=D,shape=F,loss=P,bursts=N (blackouts per hour),burstmean=D;...")
 	fs.Float64Var(&v.Network.DropoutsPerHour, "dropouts-per-hour", v.Network.DropoutsPerHour, "per robot: how often a robot leaves the network")
 	fs.DurationVar(&v.Network.DropoutMedian, "dropout-median", v.Network.DropoutMedian, "median dropout length (log-normal)")
 	fs.DurationVar(&v.Network.DropoutMin, "dropout-min", v.Network.DropoutMin, "shortest dropout")
@@ -58,6 +58,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.DurationVar(&v.StockPeriod, "stock-period", v.StockPeriod, "stock node-monitor-period")
 	fs.DurationVar(&v.MinLoss, "min-loss", v.MinLoss, "detection latency is measured over outages at least this long")
 	fs.IntVar(&v.Workers, "workers", 0, "parallel workers (0: GOMAXPROCS)")
+	fs.Float64Var(&v.GoalFalsePer1000h, "bound-false-per-1000h", v.GoalFalsePer1000h, "false-suspicion budget of the report's hindsight bound (per 1000 robot-hours)")
 	cf := addClusterFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err

@@ -46,6 +46,41 @@ func (r *Result) WriteMarkdown(w io.Writer) error {
 	for i := range r.Sweep {
 		r.scoreRow(&b, &r.Sweep[i])
 	}
+	fmt.Fprintf(&b, "\n## By link class (roam's detector)\n\n")
+	fmt.Fprintf(&b, "| link | robots | detection p50 | detection p99 | false suspicions | per 1000 robot-hours of the class | live silences > 2 s | > 3 s | > 4 s | > 5 s |\n|---|---|---|---|---|---|---|---|---|---|\n")
+	hours := c.Duration.Hours()
+	for i := range r.Classes {
+		k := &r.Classes[i]
+		fmt.Fprintf(&b, "| %s | %d | %.2f s | %.2f s | %d | %.3f | %d | %d | %d | %d |\n", k.Link, k.Robots,
+			k.Roam.Percentile(50).Seconds(), k.Roam.Percentile(99).Seconds(), k.Roam.FalseSuspicions,
+			k.Roam.FalsePer1000h(float64(k.Robots)*hours),
+			k.FalseLongerThan(2*time.Second), k.FalseLongerThan(3*time.Second), k.FalseLongerThan(4*time.Second), k.FalseLongerThan(5*time.Second))
+	}
+	fmt.Fprintf(&b, "\n## Hindsight bound\n\n")
+	fmt.Fprintf(&b, "Within a link class every robot's delays, losses and blackouts are independent draws from one distribution, ")
+	fmt.Fprintf(&b, "so a heartbeat's arrival says nothing about how long the next silence will last: a detector that only sees arrivals ")
+	fmt.Fprintf(&b, "can do no better, in expectation, than one silence threshold per class, chosen here with hindsight on this very trace ")
+	fmt.Fprintf(&b, "(checked continuously, no tick) for at most %g false suspicions per 1000 robot-hours (%d on this run).\n\n", c.GoalFalsePer1000h, r.Bound.Budget)
+	if r.Bound.Feasible {
+		var givenUp []string
+		for i := range r.Classes {
+			if r.Bound.Timeouts[i] != r.Bound.P99 {
+				givenUp = append(givenUp, fmt.Sprintf("%s (timeout %s)", r.Classes[i].Link, r.Bound.Timeouts[i]))
+			}
+		}
+		how := "one timeout of " + r.Bound.P99.String() + " for every class: no class's outages fit in the 1 % the p99 ignores"
+		if len(givenUp) > 0 {
+			how = r.Bound.P99.String() + " for every class but " + strings.Join(givenUp, ", ") + ", whose outages fit in the 1 % the p99 ignores"
+		}
+		fmt.Fprintf(&b, "Best reachable detection p99: **%.2f s** with %d false suspicions (%.3f per 1000 robot-hours): %s.\n",
+			r.Bound.P99.Seconds(), r.Bound.FalseSuspicions, float64(r.Bound.FalseSuspicions)/r.RobotHours*1000, how)
+	} else {
+		fmt.Fprintf(&b, "No per-class timeouts reach the budget on this run.\n")
+	}
+	if r.RoamBound.Feasible {
+		fmt.Fprintf(&b, "\nAt roam's own %d false suspicions the bound is a p99 of %.2f s; roam reaches %.2f s, checking every %s.\n",
+			r.Roam.FalseSuspicions, r.RoamBound.P99.Seconds(), r.Roam.Percentile(99).Seconds(), c.Tick)
+	}
 	fmt.Fprintf(&b, "\n## Headline\n\n```\n")
 	fmt.Fprintf(&b, "detection p99: %.2f s\n", r.Roam.Percentile(99).Seconds())
 	fmt.Fprintf(&b, "false suspicions per 1000 robot-hours: %.3f\n", r.Roam.FalsePer1000h(r.RobotHours))

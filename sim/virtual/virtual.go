@@ -49,6 +49,9 @@ type Config struct {
 	MinLoss time.Duration
 	// Workers bounds parallelism (default GOMAXPROCS).
 	Workers int
+	// GoalFalsePer1000h is the false-suspicion budget the hindsight bound
+	// is computed for (default 1, roam's goal).
+	GoalFalsePer1000h float64
 }
 
 // PekkoConfig is Pekko's PhiAccrualFailureDetector default configuration
@@ -79,6 +82,8 @@ func DefaultConfig() Config {
 		StockGrace:  50 * time.Second,
 		StockPeriod: 5 * time.Second,
 		MinLoss:     60 * time.Second,
+
+		GoalFalsePer1000h: 1,
 	}
 }
 
@@ -93,6 +98,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("phi threshold must be > 0, got %g", c.Threshold)
 	case c.Tick <= 0 || c.StockPeriod <= 0 || c.StockGrace <= 0:
 		return fmt.Errorf("tick, stock grace and stock period must be > 0")
+	case c.GoalFalsePer1000h < 0:
+		return fmt.Errorf("false-suspicion goal must be ≥ 0, got %g", c.GoalFalsePer1000h)
 	}
 	for _, t := range c.Sweep {
 		if t <= 0 {
@@ -149,8 +156,67 @@ type Result struct {
 	RivalTimeout time.Duration
 	// Sweep holds roam's detector at each Config.Sweep threshold.
 	Sweep []Score
+	// Classes breaks roam's score down by link class, in Network.Links order.
+	Classes []ClassResult
+	// Bound is the best any detector that sees only heartbeat arrivals
+	// could reach on this trace within the false-suspicion budget, and
+	// RoamBound the same at roam's own false-suspicion count.
+	Bound, RoamBound Bound
 	// Elapsed is the wall time the run took (not part of determinism).
 	Elapsed time.Duration
+}
+
+// ClassResult is one link class's share of the run.
+type ClassResult struct {
+	Link   string
+	Robots int
+	// Roam is roam's detector (at Config.Threshold) on this class's robots.
+	Roam Score
+	// LongOutages of this class's robots (detections + missed).
+	LongOutages int
+	// gaps are the class's connected silences by length (gapBin bins).
+	gaps []int64
+}
+
+// FalseLongerThan counts the class's connected silences longer than d:
+// the false suspicions a fixed timeout d, checked continuously, would raise.
+func (c *ClassResult) FalseLongerThan(d time.Duration) int64 {
+	// Bin k holds silences in [k·gapBin, (k+1)·gapBin): count the bins
+	// wholly at or above d, as the rival timeout does.
+	var n int64
+	for b := min(int((d+gapBin-1)/gapBin), maxGapBins); b < len(c.gaps); b++ {
+		n += c.gaps[b]
+	}
+	return n
+}
+
+// LongestLive is the upper edge of the class's longest connected silence
+// (0 when there is none).
+func (c *ClassResult) LongestLive() time.Duration {
+	for b := len(c.gaps) - 1; b >= 0; b-- {
+		if c.gaps[b] > 0 {
+			return time.Duration(b+1) * gapBin
+		}
+	}
+	return 0
+}
+
+// Bound is the hindsight bound: per link class the fixed timeout, checked
+// continuously, that together reach the lowest detection p99 with at most
+// Budget false suspicions on this very trace. Within a class every robot's
+// delays, losses and blackouts are drawn independently from the same
+// distributions, so a heartbeat's arrival says nothing about how long the
+// next silence will last; a detector that only sees arrivals can then do no
+// better, in expectation, than one silence threshold per class — roam's phi
+// and every fixed timeout included. Classes may be given up (never
+// suspected short of their longest live silence) while their outages fit in
+// the 1 % the p99 ignores.
+type Bound struct {
+	Budget          int // false suspicions allowed: GoalFalsePer1000h × robot-hours / 1000
+	Feasible        bool
+	P99             time.Duration
+	Timeouts        []time.Duration // per class (a class given up: above its longest live silence)
+	FalseSuspicions int64
 }
 
 // gapBin is the resolution of the histogram of connected silences used to
@@ -174,7 +240,7 @@ func Run(cfg Config) (*Result, error) {
 	parts := make([]*tally, workers)
 	var wg sync.WaitGroup
 	for w := range workers {
-		parts[w] = newTally(len(thresholds))
+		parts[w] = newTally(len(thresholds), cfg.Network.Links)
 		wg.Add(1)
 		go func(t *tally) {
 			defer wg.Done()
@@ -185,7 +251,7 @@ func Run(cfg Config) (*Result, error) {
 	}
 	wg.Wait()
 
-	total := newTally(len(thresholds))
+	total := newTally(len(thresholds), cfg.Network.Links)
 	for _, p := range parts {
 		total.merge(p)
 	}
@@ -203,6 +269,13 @@ func Run(cfg Config) (*Result, error) {
 		res.Sweep = append(res.Sweep, total.phi[i+1].finish(fmt.Sprintf("phi %g", th)))
 	}
 	res.RivalTimeout, res.Rival = total.rival(res.Roam.FalseSuspicions)
+	for i := range total.classes {
+		c := total.classes[i]
+		c.Roam = c.Roam.finish(fmt.Sprintf("roam (phi %g) on %s links", cfg.Threshold, c.Link))
+		res.Classes = append(res.Classes, c)
+	}
+	res.Bound = hindsightBound(res.Classes, int(cfg.GoalFalsePer1000h*res.RobotHours/1000))
+	res.RoamBound = hindsightBound(res.Classes, res.Roam.FalseSuspicions)
 	res.Elapsed = time.Since(start)
 	return res, nil
 }
@@ -218,10 +291,15 @@ type tally struct {
 	// (last heartbeat → end of outage), for the rival timeout.
 	gaps                  []int64
 	outageGaps, shortGaps []time.Duration
+	classes               []ClassResult
 }
 
-func newTally(n int) *tally {
-	return &tally{phi: make([]Score, n), gaps: make([]int64, maxGapBins+1)}
+func newTally(n int, links []network.Link) *tally {
+	t := &tally{phi: make([]Score, n), gaps: make([]int64, maxGapBins+1), classes: make([]ClassResult, len(links))}
+	for i := range t.classes {
+		t.classes[i] = ClassResult{Link: links[i].Name, gaps: make([]int64, maxGapBins+1)}
+	}
+	return t
 }
 
 func (t *tally) merge(o *tally) {
@@ -238,6 +316,15 @@ func (t *tally) merge(o *tally) {
 	}
 	t.outageGaps = append(t.outageGaps, o.outageGaps...)
 	t.shortGaps = append(t.shortGaps, o.shortGaps...)
+	for i := range t.classes {
+		c, oc := &t.classes[i], &o.classes[i]
+		c.Robots += oc.Robots
+		c.LongOutages += oc.LongOutages
+		c.Roam.add(&oc.Roam)
+		for b, n := range oc.gaps {
+			c.gaps[b] += n
+		}
+	}
 }
 
 func (s *Score) add(o *Score) {
@@ -286,9 +373,21 @@ func (t *tally) rival(maxFalse int) (time.Duration, Score) {
 // simulateRobot feeds robot i's trace to every detector and scores it.
 func simulateRobot(cfg *Config, thresholds []float64, i int, t *tally) {
 	robot := cfg.Network.NewRobot(cfg.Seed, i, cfg.Duration)
+	class := &t.classes[slices.IndexFunc(cfg.Network.Links, func(l network.Link) bool { return l.Name == robot.Link.Name })]
+	class.Robots++
+	// This robot's share of roam's score is what it appends to the tally.
+	detections, falses, longs := len(t.phi[0].Detections), t.phi[0].FalseSuspicions, t.longOutages
+	missed, short := t.phi[0].Missed, t.phi[0].ShortDetected
+	defer func() {
+		class.Roam.Detections = append(class.Roam.Detections, t.phi[0].Detections[detections:]...)
+		class.Roam.FalseSuspicions += t.phi[0].FalseSuspicions - falses
+		class.Roam.Missed += t.phi[0].Missed - missed
+		class.Roam.ShortDetected += t.phi[0].ShortDetected - short
+		class.LongOutages += t.longOutages - longs
+	}()
 	pekkoCfg, pekkoThreshold := PekkoConfig()
 	r := robotRun{
-		cfg: cfg, thresholds: thresholds, t: t, outages: robot.Outages(),
+		cfg: cfg, thresholds: thresholds, t: t, class: class, outages: robot.Outages(),
 		epoch: time.Unix(0, 0), roam: phi.New(cfg.Phi), pekko: phi.New(pekkoCfg), pekkoThreshold: pekkoThreshold,
 		scores: make([]*Score, 0, len(thresholds)+2),
 	}
@@ -328,6 +427,7 @@ type robotRun struct {
 	cfg            *Config
 	thresholds     []float64
 	t              *tally
+	class          *ClassResult // the robot's link class in t
 	outages        []network.Outage
 	next           int // first outage not yet scored
 	epoch          time.Time
@@ -362,7 +462,9 @@ func (r *robotRun) silence(at time.Duration) {
 		out = &r.outages[r.next]
 		r.longest = max(r.longest, at-prev)
 	} else {
-		r.t.gaps[min(int((at-prev)/gapBin), maxGapBins)]++
+		bin := min(int((at-prev)/gapBin), maxGapBins)
+		r.t.gaps[bin]++
+		r.class.gaps[bin]++
 	}
 	// roam at every threshold: phi is monotone in the silence, so one
 	// evaluation at its end says which thresholds were crossed — and most
@@ -481,4 +583,48 @@ func ceilTo(t, step time.Duration) time.Duration {
 		return t + step - r
 	}
 	return t
+}
+
+// hindsightBound computes Bound for the classes with the given budget of
+// false suspicions: the lowest p99 on the gapBin grid for which some choice
+// of classes to give up leaves at most budget false suspicions.
+func hindsightBound(classes []ClassResult, budget int) Bound {
+	b := Bound{Budget: budget, Timeouts: make([]time.Duration, len(classes))}
+	total := 0
+	for _, c := range classes {
+		total += c.LongOutages
+	}
+	if total == 0 || len(classes) > 16 {
+		return b
+	}
+	// p99 ≤ P iff at most total − ⌈0.99·total⌉ detections exceed P.
+	allowance := total - int(math.Ceil(0.99*float64(total)))
+	for bin := 1; bin <= maxGapBins; bin++ {
+		p := time.Duration(bin) * gapBin
+		best, bestSet := int64(-1), 0
+		for set := 0; set < 1<<len(classes); set++ { // set: classes given up
+			late, falses := 0, int64(0)
+			for i := range classes {
+				if set&(1<<i) != 0 {
+					late += classes[i].LongOutages
+				} else {
+					falses += classes[i].FalseLongerThan(p)
+				}
+			}
+			if late <= allowance && (best < 0 || falses < best) {
+				best, bestSet = falses, set
+			}
+		}
+		if best >= 0 && best <= int64(budget) {
+			b.Feasible, b.P99, b.FalseSuspicions = true, p, best
+			for i := range classes {
+				b.Timeouts[i] = p
+				if bestSet&(1<<i) != 0 {
+					b.Timeouts[i] = classes[i].LongestLive()
+				}
+			}
+			return b
+		}
+	}
+	return b
 }

@@ -110,3 +110,69 @@ func TestInvalidConfigIsRejected(t *testing.T) {
 		t.Fatal("0 robots accepted")
 	}
 }
+
+// classWithSilences is a link class whose live silences are the given lengths.
+func classWithSilences(name string, longOutages int, silences ...time.Duration) ClassResult {
+	c := ClassResult{Link: name, LongOutages: longOutages, gaps: make([]int64, maxGapBins+1)}
+	for _, s := range silences {
+		c.gaps[min(int(s/gapBin), maxGapBins)]++
+	}
+	return c
+}
+
+func TestHindsightBound(t *testing.T) {
+	clean := classWithSilences("clean", 1000, time.Second, 1010*time.Millisecond)
+	noisy := func(outages int) ClassResult {
+		return classWithSilences("noisy", outages, 3*time.Second, 3*time.Second, 3500*time.Millisecond)
+	}
+	t.Run("a class with few outages is given up", func(t *testing.T) {
+		// 1005 outages: the p99 may ignore 10 of them, noisy's 5 fit.
+		b := hindsightBound([]ClassResult{clean, noisy(5)}, 0)
+		if !b.Feasible || b.P99 != 1020*time.Millisecond || b.FalseSuspicions != 0 {
+			t.Fatalf("bound %+v, want p99 1.02 s (just above clean's longest live silence) with 0 false", b)
+		}
+		if b.Timeouts[1] != 3510*time.Millisecond {
+			t.Errorf("noisy given up at %v, want 3.51 s (above its longest live silence)", b.Timeouts[1])
+		}
+	})
+	t.Run("a class with many outages sets the p99", func(t *testing.T) {
+		b := hindsightBound([]ClassResult{clean, noisy(100)}, 0)
+		if !b.Feasible || b.P99 != 3510*time.Millisecond {
+			t.Fatalf("bound %+v, want p99 3.51 s", b)
+		}
+		// A budget of 1 false suspicion lets the 3.5 s silence through.
+		b = hindsightBound([]ClassResult{clean, noisy(100)}, 1)
+		if b.P99 != 3010*time.Millisecond || b.FalseSuspicions != 1 {
+			t.Fatalf("bound %+v, want p99 3.01 s with 1 false suspicion", b)
+		}
+	})
+}
+
+// The per-class breakdown accounts for every robot, detection and false
+// suspicion of roam's fleet-wide score, and roam can never beat the bound
+// at its own false-suspicion rate.
+func TestClassesAddUp(t *testing.T) {
+	res, err := Run(small())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var robots, detections, falses, longs int
+	for _, c := range res.Classes {
+		robots += c.Robots
+		detections += len(c.Roam.Detections)
+		falses += c.Roam.FalseSuspicions
+		longs += c.LongOutages
+	}
+	if robots != res.Config.Robots || detections != len(res.Roam.Detections) || falses != res.Roam.FalseSuspicions || longs != res.LongOutages {
+		t.Fatalf("classes add up to %d robots, %d detections, %d false, %d outages; fleet: %d, %d, %d, %d",
+			robots, detections, falses, longs, res.Config.Robots, len(res.Roam.Detections), res.Roam.FalseSuspicions, res.LongOutages)
+	}
+	if res.Classes[2].Roam.FalseSuspicions == 0 {
+		t.Error("the roaming class raised no false suspicion: the breakdown measures nothing")
+	}
+	b := res.RoamBound
+	if !b.Feasible || b.P99 > res.Roam.Percentile(99) {
+		t.Errorf("hindsight bound p99 %v at roam's %d false suspicions is worse than roam's own %v",
+			b.P99, res.Roam.FalseSuspicions, res.Roam.Percentile(99))
+	}
+}
