@@ -43,10 +43,12 @@ const (
 	// DefaultBrakeMinNodes: the brake needs at least this many suspected
 	// nodes ("more than 2"), so losing 1 of 2 robots still reschedules.
 	DefaultBrakeMinNodes = 3
-	// DefaultEvictionDelay: a suspected node's pods are evicted only after it
-	// has been suspected this long. Nodes cut off together cross the
-	// threshold spread over one renewal interval (their last heartbeats
-	// were); waiting one interval lets the brake see them all first.
+	// DefaultEvictionDelay: nodes cut off together cross the threshold
+	// spread over one renewal interval (their last heartbeats were), so a
+	// suspected node's pods wait up to this long for the brake to see them
+	// all. They wait only while it matters: when, counting every node that
+	// would reach its threshold within the delay, no brake could engage, the
+	// node is emptied at once.
 	DefaultEvictionDelay = time.Second
 	// DefaultEvictionRate (nodes per second) and DefaultEvictionBurst bound
 	// how fast nodes are emptied: a burst covers a few robots lost at once,
@@ -77,7 +79,9 @@ type CoreConfig struct {
 	BrakeFraction float64
 	// BrakeMinNodes (DefaultBrakeMinNodes).
 	BrakeMinNodes int
-	// EvictionDelay (DefaultEvictionDelay); negative means none.
+	// EvictionDelay (DefaultEvictionDelay): the longest a suspected node's
+	// eviction waits for a brake that could still engage; negative means
+	// none.
 	EvictionDelay time.Duration
 	// EvictionRate in nodes per second and EvictionBurst
 	// (DefaultEvictionRate, DefaultEvictionBurst).
@@ -201,6 +205,9 @@ type zoneState struct {
 	name             string
 	total, suspected int
 	braked           bool
+	// soon: suspected plus the nodes that reach their threshold within the
+	// eviction delay (see brakeSoon).
+	soon int
 }
 
 type nodeState struct {
@@ -603,9 +610,19 @@ func (c *Core) Tick(now time.Time, out []Intent) []Intent {
 	}
 
 	// Evictions: one token per node.
+	lookedAhead := false
 	for _, n := range c.nodes {
-		if !n.pending || now.Sub(n.since) < c.cfg.EvictionDelay {
+		if !n.pending {
 			continue
+		}
+		if now.Sub(n.since) < c.cfg.EvictionDelay {
+			if !lookedAhead {
+				c.lookAhead(nowNs + int64(c.cfg.EvictionDelay))
+				lookedAhead = true
+			}
+			if c.brakeSoon(n) {
+				continue // wait: the brake may yet engage for n
+			}
 		}
 		if nowNs < n.deadline {
 			continue // heartbeating again (not yet recovered): never evict a node that is talking
@@ -643,12 +660,43 @@ func (c *Core) Tick(now time.Time, out []Intent) []Intent {
 	return out
 }
 
+// lookAhead sets every scope's soon count: its suspected nodes plus those
+// whose phi reaches their threshold by horizon (UnixNano) unless a heartbeat
+// comes first. Nodes cut off together are all in it well before the eviction
+// delay of the first one suspected is over.
+func (c *Core) lookAhead(horizon int64) {
+	c.all.soon = c.all.suspected
+	for _, z := range c.zones {
+		z.soon = z.suspected
+	}
+	for _, n := range c.nodes {
+		if n.suspected || n.firstSeen.IsZero() || n.deadline > horizon {
+			continue
+		}
+		c.all.soon++
+		if n.zone != nil {
+			n.zone.soon++
+		}
+	}
+}
+
+// brakeSoon reports whether a brake covering n could engage with the soon
+// counts of the last lookAhead.
+func (c *Core) brakeSoon(n *nodeState) bool {
+	return c.wouldBrake(&c.all, c.all.soon) || (n.zone != nil && c.wouldBrake(n.zone, n.zone.soon))
+}
+
+// wouldBrake reports whether suspected nodes of z engage its brake.
+func (c *Core) wouldBrake(z *zoneState, suspected int) bool {
+	return suspected >= c.cfg.BrakeMinNodes && float64(suspected) >= c.cfg.BrakeFraction*float64(z.total)
+}
+
 func (c *Core) isBraked(n *nodeState) bool {
 	return c.all.braked || (n.zone != nil && n.zone.braked)
 }
 
 func (c *Core) updateBrake(z *zoneState, scope string, out []Intent, released bool) ([]Intent, bool) {
-	on := z.suspected >= c.cfg.BrakeMinNodes && float64(z.suspected) >= c.cfg.BrakeFraction*float64(z.total)
+	on := c.wouldBrake(z, z.suspected)
 	if on == z.braked {
 		return out, released
 	}

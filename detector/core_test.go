@@ -374,9 +374,11 @@ func TestEvictionRateLimit(t *testing.T) {
 	for i := range 4 {
 		s.silence(fmt.Sprintf("r-%d", i))
 	}
-	got := s.run(5 * time.Second)
+	// Suspected ≈ 2.8 s into the silence and, no brake being possible,
+	// emptied at once: the burst covers 2, the next token comes 2 s later.
+	got := s.run(4 * time.Second)
 	if n := count(got, IntentEvict, ""); n != 2 {
-		t.Errorf("evictions in the first 5 s = %d, want the burst of 2", n)
+		t.Errorf("evictions in the first 4 s = %d, want the burst of 2", n)
 	}
 	got = s.run(10 * time.Second)
 	if n := count(got, IntentEvict, ""); n != 2 {
@@ -457,5 +459,75 @@ func TestBrakeReleaseNeverEvictsTalkingNode(t *testing.T) {
 	}
 	if st := s.core.Status("r-0", s.now); !st.Suspected {
 		t.Errorf("r-0 recovered before 100 heartbeats: %+v", st)
+	}
+}
+
+// A robot lost alone is emptied in the tick that suspects it: no other node
+// is about to be suspected, so no brake could engage and nothing is gained
+// by waiting out the eviction delay.
+func TestLoneSilentNodeEvictedAtOnce(t *testing.T) {
+	s := newSim(t, CoreConfig{}, nil)
+	for i := range 5 {
+		s.add(fmt.Sprintf("r-%d", i), "site")
+	}
+	s.run(time.Minute)
+	s.silence("r-2")
+	got := s.run(10 * time.Second)
+	sus, ok1 := first(got, IntentSuspect, "r-2")
+	ev, ok2 := first(got, IntentEvict, "r-2")
+	if !ok1 || !ok2 {
+		t.Fatalf("r-2 suspected %v, evicted %v: %+v", ok1, ok2, got)
+	}
+	if !ev.At.Equal(sus.At) {
+		t.Errorf("evicted %v after suspicion, want in the same tick", ev.At.Sub(sus.At))
+	}
+}
+
+// Robots cut off together stop at different phases of their renewal period,
+// so they cross the threshold up to one period apart. The first one's
+// eviction waits while the others are about to be suspected, the brake
+// engages, and nothing is evicted; without the eviction delay the first
+// would have been emptied before the brake saw the partition.
+func TestStaggeredPartitionIsBraked(t *testing.T) {
+	for _, tc := range []struct {
+		delay     time.Duration
+		wantEvict bool
+	}{{0, false}, {-1, true}} {
+		s := newSim(t, CoreConfig{EvictionDelay: tc.delay}, nil)
+		for i := range 10 {
+			s.add(fmt.Sprintf("a-%d", i), "site-a")
+		}
+		for i := range 4 {
+			node := fmt.Sprintf("b-%d", i)
+			s.core.SetZone(node, "site-b")
+			s.next[node] = s.now.Add(time.Duration(i) * 250 * time.Millisecond)
+		}
+		s.run(time.Minute)
+		for i := range 3 {
+			s.silence(fmt.Sprintf("b-%d", i))
+		}
+		got := s.run(30 * time.Second)
+		var firstAt, lastAt time.Time
+		for i := range 3 {
+			sus, ok := first(got, IntentSuspect, fmt.Sprintf("b-%d", i))
+			if !ok {
+				t.Fatalf("b-%d not suspected", i)
+			}
+			if firstAt.IsZero() || sus.At.Before(firstAt) {
+				firstAt = sus.At
+			}
+			if sus.At.After(lastAt) {
+				lastAt = sus.At
+			}
+		}
+		if lastAt.Sub(firstAt) < 400*time.Millisecond {
+			t.Fatalf("suspicions %v apart: the robots were not staggered", lastAt.Sub(firstAt))
+		}
+		if n := count(got, IntentEvict, ""); (n > 0) != tc.wantEvict {
+			t.Errorf("eviction delay %v: %d evictions, want any: %v", tc.delay, n, tc.wantEvict)
+		}
+		if br, ok := first(got, IntentBrake, ""); !ok || !br.Active || br.Scope != "site-b" {
+			t.Errorf("eviction delay %v: brake %+v (found %v), want site-b active", tc.delay, br, ok)
+		}
 	}
 }
