@@ -87,6 +87,10 @@ func (p *Policy) Key() string { return p.Namespace + "/" + p.Name }
 type Env struct {
 	Node NodeEnv `expr:"node"`
 	Pod  PodEnv  `expr:"pod"`
+
+	// slots are a NodeMemo's values while a memoized plan runs (expr
+	// ignores unexported fields).
+	slots []slot
 }
 
 // Point is a position in metres in the site frame; Known is false when the

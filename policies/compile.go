@@ -48,6 +48,7 @@ type program struct {
 	source string
 	prog   *vm.Program
 	fast   fastExpr // optional allocation-free evaluator of the same program
+	memo   *memoPlan
 }
 
 // programs holds a policy's compiled expressions; nil when absent.
@@ -120,6 +121,9 @@ func compile(key, source string, k kind) (*program, *Problem) {
 	}
 	p := &program{key: key, source: source, prog: prog}
 	p.fast = buildFast(prog.Node(), k)
+	if key != KeyMatch {
+		p.memo = buildMemo(prog.Node(), k)
+	}
 	return p, nil
 }
 

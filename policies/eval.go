@@ -13,6 +13,8 @@ type Evaluator struct {
 	vm vm.VM
 	// noFast forces every evaluation through the VM (tests compare both).
 	noFast bool
+	// env is scratch space for RequireWith, ScoreWith and Memoize.
+	env Env
 }
 
 // NewEvaluator returns an Evaluator with the package's bounds applied.

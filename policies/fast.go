@@ -23,7 +23,7 @@ type fastExpr struct {
 // buildFast returns the fast evaluator of a checked tree, or a zero
 // fastExpr when the tree is outside the supported subset.
 func buildFast(n ast.Node, k kind) fastExpr {
-	v, ok := fastCompile(n)
+	v, ok := (&fastCompiler{}).compile(n)
 	if !ok {
 		return fastExpr{}
 	}
@@ -85,7 +85,12 @@ func (v fv) num() func(*Env) float64 {
 
 func isNum(v fv) bool { return v.t == tInt || v.t == tFloat }
 
-func fastCompile(n ast.Node) (fv, bool) {
+func (c *fastCompiler) compile(n ast.Node) (fv, bool) {
+	if c.memo {
+		if v, ok := c.slot(n); ok {
+			return v, true
+		}
+	}
 	switch n := n.(type) {
 	case *ast.BoolNode:
 		c := n.Value
@@ -115,6 +120,7 @@ func fastCompile(n ast.Node) (fv, bool) {
 	case *ast.IdentifierNode:
 		switch n.Value {
 		case "node":
+			c.readsNode = true
 			return fv{t: tNode, nd: func(e *Env) *NodeEnv { return &e.Node }}, true
 		case "pod":
 			return fv{t: tPod, pd: func(e *Env) *PodEnv { return &e.Pod }}, true
@@ -123,20 +129,20 @@ func fastCompile(n ast.Node) (fv, bool) {
 		if n.Optional || n.Method {
 			return fv{}, false
 		}
-		return fastMember(n)
+		return c.member(n)
 	case *ast.UnaryNode:
-		return fastUnary(n)
+		return c.unary(n)
 	case *ast.BinaryNode:
-		return fastBinary(n)
+		return c.binary(n)
 	case *ast.ConditionalNode:
-		return fastConditional(n)
+		return c.conditional(n)
 	case *ast.CallNode:
 		id, ok := n.Callee.(*ast.IdentifierNode)
 		if !ok || id.Value != "distance" || len(n.Arguments) != 2 {
 			return fv{}, false
 		}
-		a, ok1 := fastCompile(n.Arguments[0])
-		b, ok2 := fastCompile(n.Arguments[1])
+		a, ok1 := c.compile(n.Arguments[0])
+		b, ok2 := c.compile(n.Arguments[1])
 		if !ok1 || !ok2 || a.t != tPoint || b.t != tPoint {
 			return fv{}, false
 		}
@@ -146,7 +152,7 @@ func fastCompile(n ast.Node) (fv, bool) {
 		if n.Name != "len" || len(n.Arguments) != 1 || n.Map != nil {
 			return fv{}, false
 		}
-		a, ok := fastCompile(n.Arguments[0])
+		a, ok := c.compile(n.Arguments[0])
 		if !ok {
 			return fv{}, false
 		}
@@ -165,13 +171,13 @@ func fastCompile(n ast.Node) (fv, bool) {
 	return fv{}, false
 }
 
-func fastMember(n *ast.MemberNode) (fv, bool) {
-	obj, ok := fastCompile(n.Node)
+func (c *fastCompiler) member(n *ast.MemberNode) (fv, bool) {
+	obj, ok := c.compile(n.Node)
 	if !ok {
 		return fv{}, false
 	}
 	if obj.t == tStringMap || obj.t == tFloatMap {
-		key, ok := fastCompile(n.Property)
+		key, ok := c.compile(n.Property)
 		if !ok || key.t != tString {
 			return fv{}, false
 		}
@@ -240,8 +246,8 @@ func fastMember(n *ast.MemberNode) (fv, bool) {
 	return fv{}, false
 }
 
-func fastUnary(n *ast.UnaryNode) (fv, bool) {
-	a, ok := fastCompile(n.Node)
+func (c *fastCompiler) unary(n *ast.UnaryNode) (fv, bool) {
+	a, ok := c.compile(n.Node)
 	if !ok {
 		return fv{}, false
 	}
@@ -261,14 +267,14 @@ func fastUnary(n *ast.UnaryNode) (fv, bool) {
 	return fv{}, false
 }
 
-func fastConditional(n *ast.ConditionalNode) (fv, bool) {
-	c, ok1 := fastCompile(n.Cond)
-	a, ok2 := fastCompile(n.Exp1)
-	b, ok3 := fastCompile(n.Exp2)
-	if !ok1 || !ok2 || !ok3 || c.t != tBool || a.t != b.t {
+func (c *fastCompiler) conditional(n *ast.ConditionalNode) (fv, bool) {
+	cv, ok1 := c.compile(n.Cond)
+	a, ok2 := c.compile(n.Exp1)
+	b, ok3 := c.compile(n.Exp2)
+	if !ok1 || !ok2 || !ok3 || cv.t != tBool || a.t != b.t {
 		return fv{}, false
 	}
-	cond := c.b
+	cond := cv.b
 	switch a.t {
 	case tBool:
 		x, y := a.b, b.b
@@ -298,9 +304,9 @@ func fastConditional(n *ast.ConditionalNode) (fv, bool) {
 	return fv{}, false
 }
 
-func fastBinary(n *ast.BinaryNode) (fv, bool) {
-	l, ok1 := fastCompile(n.Left)
-	r, ok2 := fastCompile(n.Right)
+func (c *fastCompiler) binary(n *ast.BinaryNode) (fv, bool) {
+	l, ok1 := c.compile(n.Left)
+	r, ok2 := c.compile(n.Right)
 	if !ok1 || !ok2 {
 		return fv{}, false
 	}

@@ -73,6 +73,21 @@ func FuzzPolicy(f *testing.F) {
 		if p.score != nil && p.score.fast.num != nil && (errB != nil || !sameFloat(a, b)) {
 			t.Fatalf("score: fast path says %v, VM says %v, %v", a, b, errB)
 		}
+		// The memoized path (node-only parts evaluated once per node)
+		// agrees with the full one.
+		m := p.Memoize(NewEvaluator(), &env.Node)
+		r, errR := p.Require(fast, env)
+		rm, errRM := p.RequireWith(fast, &m, &env.Node, &env.Pod)
+		if rm != r || (errR == nil) != (errRM == nil) {
+			t.Fatalf("require: memoized says %v, %v; full says %v, %v", rm, errRM, r, errR)
+		}
+		if known, ok := p.MemoRequire(&m); ok && (errR != nil || known != r) {
+			t.Fatalf("require: memo says %v; full says %v, %v", known, r, errR)
+		}
+		am, errAM := p.ScoreWith(fast, &m, &env.Node, &env.Pod)
+		if !sameFloat(am, a) || (errA == nil) != (errAM == nil) {
+			t.Fatalf("score: memoized says %v, %v; full says %v, %v", am, errAM, a, errA)
+		}
 	})
 }
 

@@ -13,6 +13,7 @@ import (
 	"context"
 	"math"
 	"strings"
+	"unique"
 
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -61,9 +62,15 @@ func (pl *Plugin) EventsToRegister(context.Context) ([]fwk.ClusterEventWithHint,
 
 // scoreState is the per-cycle input of Score: what the pod asks for.
 type scoreState struct {
-	requests map[v1.ResourceName]int64 // extended resources the pod requests
-	features []string                  // preferred NFD feature labels
+	requests []request // extended resources the pod requests
+	features []string  // preferred NFD feature labels
 	target   policies.Point
+}
+
+type request struct {
+	name   v1.ResourceName
+	handle unique.Handle[string] // name interned, as policy.CachedNode's devices
+	q      int64
 }
 
 func (s *scoreState) Clone() fwk.StateData { return s }
@@ -88,10 +95,7 @@ func (pl *Plugin) PreScore(_ context.Context, state fwk.CycleState, pod *v1.Pod,
 	if pl.deviceW > 0 && optedIn {
 		for name, q := range resourcehelper.PodRequests(pod, resourcehelper.PodResourcesOptions{}) {
 			if policies.IsExtendedResourceName(name) {
-				if s.requests == nil {
-					s.requests = make(map[v1.ResourceName]int64)
-				}
-				s.requests[name] = q.Value()
+				s.requests = append(s.requests, request{name: name, handle: unique.Make(string(name)), q: q.Value()})
 			}
 		}
 	}
@@ -137,11 +141,11 @@ func (pl *Plugin) Score(_ context.Context, state fwk.CycleState, _ *v1.Pod, node
 	s := v.(*scoreState)
 	node := nodeInfo.Node()
 	var dist, dev, feat int64
-	env := policy.NodeEnv(state, nodeInfo) // parsed once per node version when a policy governs the pod
+	cached, ok := policy.Node(state, nodeInfo) // parsed once per node version when a policy governs the pod
 	if s.target.Known {
 		var loc policies.Point
-		if env != nil {
-			loc = env.Location
+		if ok {
+			loc = cached.Env.Location
 		} else {
 			loc = policies.ParsePoint(node.Annotations[policies.LocationAnnotation])
 		}
@@ -151,15 +155,15 @@ func (pl *Plugin) Score(_ context.Context, state fwk.CycleState, _ *v1.Pod, node
 		}
 	}
 	if len(s.requests) > 0 {
-		if env != nil {
-			for name, q := range s.requests {
-				dev += max(int64(env.Devices[string(name)])-q, 0)
+		if ok {
+			for _, r := range s.requests {
+				dev += max(int64(cached.Free(r.handle))-r.q, 0)
 			}
 		} else {
 			alloc := nodeInfo.GetAllocatable().GetScalarResources()
 			used := nodeInfo.GetRequested().GetScalarResources()
-			for name, q := range s.requests {
-				dev += max(alloc[name]-used[name]-q, 0)
+			for _, r := range s.requests {
+				dev += max(alloc[r.name]-used[r.name]-r.q, 0)
 			}
 		}
 	}

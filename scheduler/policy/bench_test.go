@@ -67,3 +67,58 @@ func benchmarkFilterScore(b *testing.B, changed bool) {
 		}
 	}
 }
+
+// BenchmarkFilterScoreFleet is Filter + Score of one pod against 500 of
+// 5,000 robots per cycle (what percentageOfNodesToScore picks at 5,000
+// nodes), each robot with its own objects; as in a scheduling cycle, all
+// Filters run before all Scores, and other work (the default plugins, the
+// API server) evicts the CPU caches between cycles, so memory latency
+// counts as it does in a scheduler whose caches hold a whole fleet. One op
+// is one pod × one node.
+func BenchmarkFilterScoreFleet(b *testing.B) {
+	pl := newTestPlugin(b, policyCM("hospital-apps", "medical-assistant", exampleData()))
+	pod := assistantPod("ma-0")
+	const fleet, perCycle = 5000, 500
+	nis := make([]*framework.NodeInfo, fleet)
+	for i := range nis {
+		n := benchNode()
+		n.Name = fmt.Sprintf("robot-%05d", i)
+		n.Annotations[policies.LocationAnnotation] = fmt.Sprintf("%d,%d", i%100, i/100)
+		nis[i] = nodeInfo(n)
+	}
+	thrash := make([]byte, 8<<20) // bigger than the L2 and a share of the L3
+	ctx := context.Background()
+	cycle := func(c int) {
+		state := framework.NewCycleState()
+		if _, s := pl.PreFilter(ctx, state, pod, nil); !s.IsSuccess() {
+			b.Fatal(s)
+		}
+		start := (c * 7919) % fleet // the scheduler starts where the last cycle stopped
+		for j := 0; j < perCycle; j++ {
+			if s := pl.Filter(ctx, state, pod, nis[(start+j)%fleet]); !s.IsSuccess() {
+				b.Fatal(s)
+			}
+		}
+		if s := pl.PreScore(ctx, state, pod, nil); !s.IsSuccess() {
+			b.Fatal(s)
+		}
+		for j := 0; j < perCycle; j++ {
+			if _, s := pl.Score(ctx, state, pod, nis[(start+j)%fleet]); !s.IsSuccess() {
+				b.Fatal(s)
+			}
+		}
+	}
+	for c := 0; c < fleet/perCycle; c++ { // warm the environment cache
+		cycle(c)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for c := 0; c*perCycle < b.N; c++ {
+		b.StopTimer()
+		for i := 0; i < len(thrash); i += 64 {
+			thrash[i]++
+		}
+		b.StartTimer()
+		cycle(c)
+	}
+}

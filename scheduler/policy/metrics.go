@@ -21,7 +21,8 @@ const (
 var (
 	evaluations = metrics.NewCounterVec(&metrics.CounterOpts{
 		Name:           "roam_policy_evaluations_total",
-		Help:           "Policy expression evaluations by roam-scheduler, by result (pass, fail, error, scored).",
+		Help: "Policy expression evaluations by roam-scheduler, by result (pass, fail, error, scored). " +
+			"A require that reads only the node is evaluated, and counted, once per node version (its result is cached).",
 		StabilityLevel: metrics.ALPHA,
 	}, []string{"result"})
 	evaluationDuration = metrics.NewHistogram(&metrics.HistogramOpts{
@@ -35,8 +36,9 @@ var (
 	registerOnce sync.Once
 )
 
-// counters are the pre-resolved children of evaluations, so the hot path
-// is one atomic add.
+// counters are the pre-resolved children of evaluations, so counting is
+// one atomic add; the hot path avoids even that where it can (cached
+// requires are counted when evaluated, scores once per cycle).
 type counters struct {
 	pass, fail, err, scored metrics.CounterMetric
 	duration                metrics.ObserverMetric

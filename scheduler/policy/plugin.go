@@ -10,9 +10,12 @@ package policy
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"sync"
 	"time"
+	"unique"
 
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -76,7 +79,7 @@ type State struct {
 	// Policies govern the pod (sorted by key); all requires must hold.
 	Policies []*policies.Policy
 	pod      policies.PodEnv
-	scoring  bool
+	scoring  int // how many of Policies have a score
 	envs     *envCache
 }
 
@@ -98,9 +101,47 @@ func Governing(state fwk.CycleState) []*policies.Policy {
 // other roam plugins need not parse the node again. It is read-only.
 func NodeEnv(state fwk.CycleState, nodeInfo fwk.NodeInfo) *policies.NodeEnv {
 	if s, ok := readState(state); ok && s.envs != nil && nodeInfo.Node() != nil {
-		return s.envs.get(nodeInfo)
+		return &s.envs.get(nodeInfo, s.Policies).env
 	}
 	return nil
+}
+
+// Device is a node's free units of one extended resource, its name
+// interned so comparing names compares pointers.
+type Device struct {
+	Name unique.Handle[string]
+	Free float64
+}
+
+// CachedNode is RoamPolicy's cached view of one node version: its
+// expression environment and its free devices. It is read-only.
+type CachedNode struct {
+	Env *policies.NodeEnv
+	// Devices are Env.Devices as a slice (sorted by name), in memory next
+	// to the entry: a scan reads no map.
+	Devices []Device
+}
+
+// Free returns the free units of the extended resource name (0 when the
+// node has none).
+func (c CachedNode) Free(name unique.Handle[string]) float64 {
+	for _, d := range c.Devices {
+		if d.Name == name {
+			return d.Free
+		}
+	}
+	return 0
+}
+
+// Node returns RoamPolicy's cached view of nodeInfo's node when RoamPolicy
+// governs the pod of this cycle (ok false otherwise), so other roam plugins
+// need not parse the node again.
+func Node(state fwk.CycleState, nodeInfo fwk.NodeInfo) (CachedNode, bool) {
+	if s, ok := readState(state); ok && s.envs != nil && nodeInfo.Node() != nil {
+		e := s.envs.get(nodeInfo, s.Policies)
+		return CachedNode{Env: &e.env, Devices: e.devices}, true
+	}
+	return CachedNode{}, false
 }
 
 func readState(state fwk.CycleState) (*State, bool) {
@@ -149,6 +190,8 @@ func New(ctx context.Context, obj runtime.Object, h framework.Handle) (framework
 func newPlugin(h framework.Handle, store *policies.Store, args RoamPolicyArgs, logger klog.Logger) *Plugin {
 	pl := &Plugin{handle: h, store: store, args: args, logger: logger, metrics: registerMetrics()}
 	pl.workers.New = func() any { return &worker{ev: policies.NewEvaluator()} }
+	pl.envs.metrics = pl.metrics
+	pl.envs.evs.New = func() any { return policies.NewEvaluator() }
 	if h != nil && h.SharedInformerFactory() != nil {
 		pods := h.SharedInformerFactory().Core().V1().Pods()
 		pl.podLister = pods.Lister()
@@ -182,7 +225,9 @@ func (pl *Plugin) PreFilter(_ context.Context, state fwk.CycleState, pod *v1.Pod
 	}
 	s := &State{Policies: res.Policies, pod: policies.PodEnvFor(pod), envs: &pl.envs}
 	for _, p := range res.Policies {
-		s.scoring = s.scoring || p.HasScore
+		if p.HasScore {
+			s.scoring++
+		}
 	}
 	state.Write(stateKey, s)
 	return nil, nil
@@ -211,30 +256,45 @@ func (pl *Plugin) Filter(_ context.Context, state fwk.CycleState, _ *v1.Pod, nod
 	if sample {
 		start = time.Now()
 	}
-	w := pl.getWorker()
-	w.env.Node = *pl.envs.get(nodeInfo)
-	w.env.Pod = s.pod
-	status := pl.require(w, s.Policies)
-	pl.putWorker(w)
+	status := pl.require(s, pl.envs.get(nodeInfo, s.Policies))
 	if sample {
 		pl.metrics.duration.Observe(time.Since(start).Seconds())
 	}
 	return status
 }
 
-// require evaluates every policy's require in w's environment.
-func (pl *Plugin) require(w *worker, ps []*policies.Policy) *fwk.Status {
-	for _, p := range ps {
-		ok, err := p.Require(w.ev, &w.env)
-		switch {
-		case err != nil:
-			pl.metrics.err.Inc()
-			return fwk.NewStatus(fwk.Unschedulable, err.Error())
-		case !ok:
-			pl.metrics.fail.Inc()
+// require checks every policy's require on e's node: from the node's memo
+// when the require reads only the node (evaluated, and counted, once per
+// node version), else evaluated for the pod.
+func (pl *Plugin) require(s *State, e *envEntry) *fwk.Status {
+	var w *worker
+	defer func() {
+		if w != nil {
+			pl.putWorker(w)
+		}
+	}()
+	for _, p := range s.Policies {
+		m := e.memo(p)
+		ok, known := p.MemoRequire(m)
+		if !known {
+			if w == nil {
+				w = pl.getWorker()
+			}
+			var err error
+			ok, err = p.RequireWith(w.ev, m, &e.env, &s.pod)
+			switch {
+			case err != nil:
+				pl.metrics.err.Inc()
+				return fwk.NewStatus(fwk.Unschedulable, err.Error())
+			case ok:
+				pl.metrics.pass.Inc()
+			default:
+				pl.metrics.fail.Inc()
+			}
+		}
+		if !ok {
 			return fwk.NewStatus(fwk.Unschedulable, ReasonRequireFalse(p.Key()))
 		}
-		pl.metrics.pass.Inc()
 	}
 	return nil
 }
@@ -250,7 +310,7 @@ func hasUnreachableTaint(node *v1.Node) bool {
 
 // PreScore skips scoring when no governing policy has a score.
 func (pl *Plugin) PreScore(_ context.Context, state fwk.CycleState, _ *v1.Pod, _ []fwk.NodeInfo) *fwk.Status {
-	if s, ok := readState(state); !ok || !s.scoring {
+	if s, ok := readState(state); !ok || s.scoring == 0 {
 		return fwk.NewStatus(fwk.Skip)
 	}
 	return nil
@@ -271,9 +331,7 @@ func (pl *Plugin) Score(_ context.Context, state fwk.CycleState, _ *v1.Pod, node
 		start = time.Now()
 	}
 	w := pl.getWorker()
-	w.env.Node = *pl.envs.get(nodeInfo)
-	w.env.Pod = s.pod
-	total := pl.score(w, s.Policies)
+	total := pl.score(w, s, pl.envs.get(nodeInfo, s.Policies))
 	pl.putWorker(w)
 	if sample {
 		pl.metrics.duration.Observe(time.Since(start).Seconds())
@@ -281,20 +339,21 @@ func (pl *Plugin) Score(_ context.Context, state fwk.CycleState, _ *v1.Pod, node
 	return int64(math.Float64bits(total)), nil
 }
 
-// score returns the weighted sum, or NaN when a score fails to evaluate.
-func (pl *Plugin) score(w *worker, ps []*policies.Policy) float64 {
+// score returns the weighted sum on e's node, or NaN when a score fails
+// to evaluate. Computed scores are counted in NormalizeScore, once per
+// cycle rather than once per node.
+func (pl *Plugin) score(w *worker, s *State, e *envEntry) float64 {
 	total := 0.0
-	for _, p := range ps {
+	for _, p := range s.Policies {
 		if !p.HasScore {
 			continue
 		}
-		v, err := p.Score(w.ev, &w.env)
+		v, err := p.ScoreWith(w.ev, e.memo(p), &e.env, &s.pod)
 		if err != nil {
 			pl.metrics.err.Inc()
-			pl.logger.V(4).Info("Policy score failed", "node", w.env.Node.Name, "err", err)
+			pl.logger.V(4).Info("Policy score failed", "node", e.env.Name, "err", err)
 			return math.NaN()
 		}
-		pl.metrics.scored.Inc()
 		total += p.Weight * v
 	}
 	return total
@@ -308,14 +367,22 @@ func (pl *Plugin) ScoreExtensions() framework.ScoreExtensions { return pl }
 // (say an unknown location's distance) does not flatten the differences
 // between the others, then scales linearly: the best node 100, the worst
 // 0, all equal 100. Non-finite sums (evaluation errors) get 0.
-func (pl *Plugin) NormalizeScore(_ context.Context, _ fwk.CycleState, _ *v1.Pod, scores framework.NodeScoreList) *fwk.Status {
+func (pl *Plugin) NormalizeScore(_ context.Context, state fwk.CycleState, _ *v1.Pod, scores framework.NodeScoreList) *fwk.Status {
 	lo, hi := math.Inf(1), math.Inf(-1)
+	scored := 0
 	for _, s := range scores {
 		v := compress(math.Float64frombits(uint64(s.Score)))
-		if math.IsNaN(v) || math.IsInf(v, 0) {
+		if math.IsNaN(v) {
+			continue
+		}
+		scored++
+		if math.IsInf(v, 0) {
 			continue
 		}
 		lo, hi = math.Min(lo, v), math.Max(hi, v)
+	}
+	if s, ok := readState(state); ok && scored > 0 {
+		pl.metrics.scored.Add(float64(scored * s.scoring))
 	}
 	for i := range scores {
 		v := compress(math.Float64frombits(uint64(scores[i].Score)))
@@ -339,41 +406,143 @@ func compress(v float64) float64 {
 	return math.Log1p(v)
 }
 
-// envCache keeps each node's expression environment for as long as its
-// NodeInfo generation (bumped on every node or pod change) stays the same,
-// so Filter and Score of one cycle, and later cycles, build it once. A
-// plain map under a read lock: Filter reads it for every node of every
-// cycle, and it is faster there than sync.Map.
+// envCache keeps each node's expression environment, and the memos of
+// the policies evaluated on it (policies.NodeMemo: the node-only parts of
+// their expressions), for as long as its NodeInfo generation (bumped on
+// every node or pod change) stays the same, so Filter and Score of one
+// cycle, and later cycles, build them once. A plain map under a read lock:
+// Filter reads it for every node of every cycle, and it is faster there
+// than sync.Map. Entries are immutable once in the map: a policy seen for
+// the first time on a node version gets a new entry.
 type envCache struct {
-	mu sync.RWMutex
-	m  map[string]*envEntry // by node name
+	mu      sync.RWMutex
+	m       map[string]*envEntry // by node name
+	evs     sync.Pool            // *policies.Evaluator for memoizing
+	metrics *counters
 }
 
 type envEntry struct {
-	gen int64
-	env policies.NodeEnv
+	gen     int64
+	env     policies.NodeEnv
+	devices []Device
+	// memos are the policies' memos on this node version, the one a Filter
+	// needs first inline (one cache line away from the environment).
+	memo0 policies.NodeMemo
+	more  []policies.NodeMemo
 }
 
-func (c *envCache) get(ni fwk.NodeInfo) *policies.NodeEnv {
+// maxMemos bounds the policies memoized per node version (pods governed
+// by more distinct policies than this evaluate the rest in full).
+const maxMemos = 8
+
+// memo returns p's memo on e's node (nil when not memoized: RequireWith
+// and ScoreWith then evaluate in full).
+func (e *envEntry) memo(p *policies.Policy) *policies.NodeMemo {
+	if e.memo0.Policy() == p && p != nil {
+		return &e.memo0
+	}
+	for i := range e.more {
+		if e.more[i].Policy() == p {
+			return &e.more[i]
+		}
+	}
+	return nil
+}
+
+func (e *envEntry) memos() int {
+	if e.memo0.Policy() == nil {
+		return 0
+	}
+	return 1 + len(e.more)
+}
+
+func (e *envEntry) add(m policies.NodeMemo) {
+	if e.memo0.Policy() == nil {
+		e.memo0 = m
+	} else {
+		e.more = append(e.more, m)
+	}
+}
+
+func (e *envEntry) hasAll(ps []*policies.Policy) bool {
+	for _, p := range ps {
+		if e.memo(p) == nil {
+			return false
+		}
+	}
+	return true
+}
+
+// get returns the entry of ni's node version with the memos of ps.
+func (c *envCache) get(ni fwk.NodeInfo, ps []*policies.Policy) *envEntry {
 	node, gen := ni.Node(), ni.GetGeneration()
 	c.mu.RLock()
 	e := c.m[node.Name]
 	c.mu.RUnlock()
+	if e != nil && e.gen == gen && e.hasAll(ps) {
+		return e
+	}
+	next := &envEntry{gen: gen}
 	if e != nil && e.gen == gen {
-		return &e.env
+		next.env, next.devices = e.env, e.devices
+	} else {
+		var requested map[v1.ResourceName]int64
+		if r := ni.GetRequested(); r != nil {
+			requested = r.GetScalarResources()
+		}
+		next.env = policies.NodeEnvFor(node, requested)
+		next.devices = devicesOf(next.env.Devices)
+		e = nil
 	}
-	var requested map[v1.ResourceName]int64
-	if r := ni.GetRequested(); r != nil {
-		requested = r.GetScalarResources()
+	ev := c.evs.Get().(*policies.Evaluator)
+	for _, p := range ps {
+		if next.memos() == maxMemos {
+			break
+		}
+		m := policies.NodeMemo{}
+		if e != nil {
+			if old := e.memo(p); old != nil {
+				m = *old
+			}
+		}
+		if m.Policy() == nil {
+			m = p.Memoize(ev, &next.env)
+			if ok, known := p.MemoRequire(&m); known && c.metrics != nil && p.HasRequire() {
+				if ok {
+					c.metrics.pass.Inc()
+				} else {
+					c.metrics.fail.Inc()
+				}
+			}
+		}
+		next.add(m)
 	}
-	e = &envEntry{gen: gen, env: policies.NodeEnvFor(node, requested)}
+	c.evs.Put(ev)
+	if e != nil { // keep the memos of other policies, up to maxMemos
+		for _, m := range append([]policies.NodeMemo{e.memo0}, e.more...) {
+			if m.Policy() != nil && next.memos() < maxMemos && next.memo(m.Policy()) == nil {
+				next.add(m)
+			}
+		}
+	}
 	c.mu.Lock()
 	if c.m == nil {
 		c.m = make(map[string]*envEntry)
 	}
-	c.m[node.Name] = e
+	c.m[node.Name] = next
 	c.mu.Unlock()
-	return &e.env
+	return next
+}
+
+func devicesOf(free map[string]float64) []Device {
+	if len(free) == 0 {
+		return nil
+	}
+	out := make([]Device, 0, len(free))
+	for _, name := range slices.Sorted(maps.Keys(free)) {
+		out = append(out, Device{Name: unique.Make(name), Free: free[name]})
+	}
+	return out
 }
 
 func (c *envCache) forget(obj any) {

@@ -1,0 +1,103 @@
+package policy
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"unique"
+
+	v1 "k8s.io/api/core/v1"
+	st "k8s.io/kubernetes/pkg/scheduler/testing"
+
+	"github.com/roam-dev/roam/policies"
+)
+
+// The node cache memoizes each policy's node-only require per node
+// version: policies sharing a node see their own answers, and a node
+// change (a new NodeInfo generation) is seen at once.
+func TestFilterMemoPerPolicyAndNodeVersion(t *testing.T) {
+	pl := newTestPlugin(t,
+		policyCM("ops", "hospital", map[string]string{"match": `pod.labels["app"] == "h"`, "require": `node.context == "hospital"`}),
+		policyCM("ops", "store", map[string]string{"match": `pod.labels["app"] == "s"`, "require": `node.context == "store"`}),
+		policyCM("ops", "battery", map[string]string{"match": `pod.labels["app"] == "s"`, "require": `node.battery < 0`}),
+	)
+	ctx := context.Background()
+	hPod := st.MakePod().Namespace("ops").Name("h").Label("app", "h").Obj()
+	sPod := st.MakePod().Namespace("ops").Name("s").Label("app", "s").Obj()
+	ni := nodeInfo(robotNode("r", "hospital", "1,1", "1"))
+	check := func(pod *v1.Pod, want bool) {
+		t.Helper()
+		state, status := preFilter(t, pl, pod)
+		if !status.IsSuccess() {
+			t.Fatal(status)
+		}
+		if got := pl.Filter(ctx, state, pod, ni).IsSuccess(); got != want {
+			t.Fatalf("%s on a %s robot: pass %v, want %v", pod.Name, ni.Node().Labels[policies.ContextLabel], got, want)
+		}
+	}
+	for i := 0; i < 2; i++ { // the second round answers from the memos
+		check(hPod, true)
+		check(sPod, false)
+	}
+	ni.SetNode(robotNode("r", "store", "1,1", "1")) // the robot changed context
+	check(hPod, false)
+	check(sPod, true)
+	check(hPod, false)
+}
+
+// Node returns the cached environment and devices of the node version
+// Filter saw; Free reads the same units as the environment's devices.
+func TestCachedNode(t *testing.T) {
+	pl := newTestPlugin(t, policyCM("hospital-apps", "medical-assistant", exampleData()))
+	pod := assistantPod("ma-0")
+	state, status := preFilter(t, pl, pod)
+	if !status.IsSuccess() {
+		t.Fatal(status)
+	}
+	holder := st.MakePod().Namespace("hospital-apps").Name("holder").Node("r").
+		Req(map[v1.ResourceName]string{"roam.dev/camera": "2", "roam.dev/arm": "1"}).Obj()
+	n := robotNode("r", "hospital", "3,4", "5")
+	n.Status.Allocatable["roam.dev/arm"] = n.Status.Allocatable["roam.dev/camera"] // 5 arms
+	ni := nodeInfo(n, holder)
+	c, ok := Node(state, ni)
+	if !ok || c.Env == nil || c.Env.Name != "r" || c.Env.Location != (policies.Point{X: 3, Y: 4, Known: true}) {
+		t.Fatalf("Node = %+v, %v", c, ok)
+	}
+	for name, want := range map[string]float64{"roam.dev/camera": 3, "roam.dev/arm": 4, "roam.dev/lidar": 0} {
+		if got := c.Free(unique.Make(name)); got != want || c.Env.Devices[name] != want {
+			t.Errorf("free %s = %v (env %v), want %v", name, got, c.Env.Devices[name], want)
+		}
+	}
+	if env := NodeEnv(state, ni); env != c.Env {
+		t.Errorf("NodeEnv and Node disagree: %p vs %p", env, c.Env)
+	}
+	if _, ok := Node(nil, ni); ok {
+		t.Error("Node without RoamPolicy's state must say so")
+	}
+}
+
+// A pod governed by more policies than the cache memoizes per node still
+// gets every require checked.
+func TestFilterManyPolicies(t *testing.T) {
+	var cms []*v1.ConfigMap
+	for i := 0; i < maxMemos+3; i++ {
+		req := `node.context == "hospital"`
+		if i == maxMemos+2 {
+			req = `node.battery > 90` // the last one fails
+		}
+		cms = append(cms, policyCM("ops", fmt.Sprintf("p%02d", i), map[string]string{"match": "true", "require": req}))
+	}
+	pl := newTestPlugin(t, cms...)
+	pod := st.MakePod().Namespace("ops").Name("x").Obj()
+	ni := nodeInfo(robotNode("r", "hospital", "1,1", "1"))
+	for i := 0; i < 2; i++ {
+		state, status := preFilter(t, pl, pod)
+		if !status.IsSuccess() || len(Governing(state)) != maxMemos+3 {
+			t.Fatalf("PreFilter: %v, %d policies", status, len(Governing(state)))
+		}
+		status = pl.Filter(context.Background(), state, pod, ni)
+		if status.IsSuccess() || status.Message() != ReasonRequireFalse(fmt.Sprintf("ops/p%02d", maxMemos+2)) {
+			t.Fatalf("Filter = %v, want the last policy's require false", status)
+		}
+	}
+}
