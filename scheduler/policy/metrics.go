@@ -20,7 +20,7 @@ const (
 // (registerMetrics), so they appear on roam-scheduler's /metrics.
 var (
 	evaluations = metrics.NewCounterVec(&metrics.CounterOpts{
-		Name:           "roam_policy_evaluations_total",
+		Name: "roam_policy_evaluations_total",
 		Help: "Policy expression evaluations by roam-scheduler, by result (pass, fail, error, scored). " +
 			"A require that reads only the node is evaluated, and counted, once per node version (its result is cached).",
 		StabilityLevel: metrics.ALPHA,
