@@ -27,13 +27,12 @@ type fastCompiler struct {
 	readsNode bool
 }
 
-// slot is one memoized value; the field matching its subtree's type is set.
+// slot is one memoized value: a point in p, a number in p.X, a boolean in
+// p.Known, an int in i, a string in s.
 type slot struct {
-	f float64
+	p Point
 	i int
 	s string
-	p Point
-	b bool
 }
 
 // memoPlan is a program's fast evaluator with its node-only subtrees read
@@ -111,11 +110,11 @@ func (c *fastCompiler) slot(n ast.Node) (fv, bool) {
 	var out fv
 	switch v.t {
 	case tBool:
-		out = fv{t: tBool, b: func(e *Env) bool { return e.slots[k].b }}
+		out = fv{t: tBool, b: func(e *Env) bool { return e.slots[k].p.Known }}
 	case tInt:
 		out = fv{t: tInt, i: func(e *Env) int { return e.slots[k].i }}
 	case tFloat:
-		out = fv{t: tFloat, f: func(e *Env) float64 { return e.slots[k].f }}
+		out = fv{t: tFloat, f: func(e *Env) float64 { return e.slots[k].p.X }}
 	case tString:
 		out = fv{t: tString, s: func(e *Env) string { return e.slots[k].s }}
 	case tPoint:
@@ -135,11 +134,11 @@ func (m *memoPlan) fill(env *Env, out []slot) {
 	for i, v := range m.slots {
 		switch v.t {
 		case tBool:
-			out[i].b = v.b(env)
+			out[i].p.Known = v.b(env)
 		case tInt:
 			out[i].i = v.i(env)
 		case tFloat:
-			out[i].f = v.f(env)
+			out[i].p.X = v.f(env)
 		case tString:
 			out[i].s = v.s(env)
 		case tPoint:
@@ -163,9 +162,22 @@ type NodeMemo struct {
 	// required is the result of a require that reads only the node:
 	// 0 not memoized, 1 true, 2 false.
 	required int8
-	// slots are the require's, then the score's (one allocation).
-	slots []slot
-	nreq  int
+	// nreq of the n slots are the require's, the rest the score's: in
+	// inline when they fit (no pointer to chase), else in more.
+	nreq, n uint8
+	inline  [memoInline]slot
+	more    []slot
+}
+
+// memoInline slots live in the NodeMemo itself (the design's example
+// score has two).
+const memoInline = 2
+
+func (m *NodeMemo) slots() []slot {
+	if int(m.n) <= memoInline {
+		return m.inline[:m.n]
+	}
+	return m.more
 }
 
 // Memoize evaluates the node-only parts of p's require and score for node
@@ -178,23 +190,29 @@ func (p *Policy) Memoize(ev *Evaluator, node *NodeEnv) NodeMemo {
 	if rp == nil && sp == nil {
 		return m
 	}
+	if rp.size()+sp.size() > 255 {
+		return m // cannot happen within MaxNodes; memoize nothing
+	}
 	ev.env.Node = *node
-	m.nreq = rp.size()
-	m.slots = make([]slot, m.nreq+sp.size())
-	rp.fill(&ev.env, m.slots[:m.nreq])
-	sp.fill(&ev.env, m.slots[m.nreq:])
+	m.nreq, m.n = uint8(rp.size()), uint8(rp.size()+sp.size())
+	if int(m.n) > memoInline {
+		m.more = make([]slot, m.n)
+	}
+	all := m.slots()
+	rp.fill(&ev.env, all[:m.nreq])
+	sp.fill(&ev.env, all[m.nreq:])
 	ev.env = Env{}
 	if rp != nil && rp.whole {
 		m.required = 2
-		if m.slots[0].b {
+		if all[0].p.Known {
 			m.required = 1
 		}
 	}
 	return m
 }
 
-func (m *NodeMemo) requireSlots() []slot { return m.slots[:m.nreq] }
-func (m *NodeMemo) scoreSlots() []slot   { return m.slots[m.nreq:] }
+func (m *NodeMemo) requireSlots() []slot { return m.slots()[:m.nreq] }
+func (m *NodeMemo) scoreSlots() []slot   { return m.slots()[m.nreq:] }
 
 func (p *program) plan() *memoPlan {
 	if p == nil {

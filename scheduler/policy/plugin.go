@@ -422,13 +422,16 @@ type envCache struct {
 }
 
 type envEntry struct {
-	gen     int64
+	// What Filter and Score read first comes first, in as few cache lines
+	// as possible: the generation, the first policy's memo (inline), then
+	// the environment.
+	gen int64
+	// memos are the policies' memos on this node version, the first one
+	// inline.
+	memo0   policies.NodeMemo
 	env     policies.NodeEnv
 	devices []Device
-	// memos are the policies' memos on this node version, the one a Filter
-	// needs first inline (one cache line away from the environment).
-	memo0 policies.NodeMemo
-	more  []policies.NodeMemo
+	more    []policies.NodeMemo
 }
 
 // maxMemos bounds the policies memoized per node version (pods governed
