@@ -462,11 +462,11 @@ func TestBrakeReleaseNeverEvictsTalkingNode(t *testing.T) {
 	}
 }
 
-// A robot lost alone is emptied in the tick that suspects it: no other node
-// is about to be suspected, so no brake could engage and nothing is gained
-// by waiting out the eviction delay.
+// Without a confirmation, a robot lost alone is emptied in the tick that
+// suspects it: no other node is about to be suspected, so no brake could
+// engage and nothing is gained by waiting out the eviction delay.
 func TestLoneSilentNodeEvictedAtOnce(t *testing.T) {
-	s := newSim(t, CoreConfig{}, nil)
+	s := newSim(t, CoreConfig{EvictionConfirm: -1}, nil)
 	for i := range 5 {
 		s.add(fmt.Sprintf("r-%d", i), "site")
 	}
@@ -493,7 +493,7 @@ func TestStaggeredPartitionIsBraked(t *testing.T) {
 		delay     time.Duration
 		wantEvict bool
 	}{{0, false}, {-1, true}} {
-		s := newSim(t, CoreConfig{EvictionDelay: tc.delay}, nil)
+		s := newSim(t, CoreConfig{EvictionDelay: tc.delay, EvictionConfirm: -1}, nil)
 		for i := range 10 {
 			s.add(fmt.Sprintf("a-%d", i), "site-a")
 		}
@@ -529,5 +529,37 @@ func TestStaggeredPartitionIsBraked(t *testing.T) {
 		if br, ok := first(got, IntentBrake, ""); !ok || !br.Active || br.Scope != "site-b" {
 			t.Errorf("eviction delay %v: brake %+v (found %v), want site-b active", tc.delay, br, ok)
 		}
+	}
+}
+
+// With an eviction confirmation, a suspicion that ends within it costs the
+// taint but no eviction; a robot that stays silent is evicted exactly the
+// confirmation after its suspicion.
+func TestEvictionConfirm(t *testing.T) {
+	s := newSim(t, CoreConfig{EvictionConfirm: time.Second}, nil)
+	for i := range 5 {
+		s.add(fmt.Sprintf("r-%d", i), "site")
+	}
+	s.run(time.Minute)
+	s.silence("r-1")
+	got := s.run(3 * time.Second)
+	if _, ok := first(got, IntentSuspect, "r-1"); !ok {
+		t.Fatalf("r-1 not suspected 3 s into its silence: %+v", got)
+	}
+	s.resume("r-1")
+	got = append(got, s.run(5*time.Second)...)
+	if n := count(got, IntentEvict, "r-1"); n != 0 {
+		t.Errorf("r-1 resumed within the confirmation but was evicted %d times", n)
+	}
+
+	s.silence("r-2")
+	got = s.run(10 * time.Second)
+	sus, ok1 := first(got, IntentSuspect, "r-2")
+	ev, ok2 := first(got, IntentEvict, "r-2")
+	if !ok1 || !ok2 {
+		t.Fatalf("r-2 suspected %v, evicted %v: %+v", ok1, ok2, got)
+	}
+	if d := ev.At.Sub(sus.At); d != time.Second {
+		t.Errorf("r-2 evicted %v after its suspicion, want the 1 s confirmation", d)
 	}
 }

@@ -79,6 +79,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (*options, error) {
 	fs.DurationVar(&o.core.Warmup, "warmup", detector.DefaultWarmup, "after start (and after a node's first heartbeat) nothing is suspected for this long")
 	fs.Float64Var(&o.core.BrakeFraction, "brake-fraction", detector.DefaultBrakeFraction, "fraction of a zone's (or all) nodes suspected at once that stops all evictions there")
 	fs.IntVar(&o.core.BrakeMinNodes, "brake-min-nodes", detector.DefaultBrakeMinNodes, "the brake needs at least this many suspected nodes")
+	fs.DurationVar(&o.core.EvictionConfirm, "eviction-confirm", detector.DefaultEvictionConfirm, "evict a suspected node's pods only once it has stayed silent this long past its suspicion: fewer false evictions, slower redeploy (see roam-sim's eviction table); negative: at once")
 	fs.DurationVar(&o.core.EvictionDelay, "eviction-delay", detector.DefaultEvictionDelay, "longest a suspected node's eviction waits for the partition brake: it waits only while other nodes about to be suspected could still engage the brake")
 	fs.Float64Var(&o.core.EvictionRate, "eviction-rate", detector.DefaultEvictionRate, "nodes per second whose pods may be evicted (token bucket)")
 	fs.IntVar(&o.core.EvictionBurst, "eviction-burst", detector.DefaultEvictionBurst, "token-bucket burst of --eviction-rate")

@@ -54,6 +54,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.DurationVar(&v.Phi.AcceptablePause, "phi-acceptable-pause", 0, "phi acceptable pause (0: detector default)")
 	fs.DurationVar(&v.Tick, "tick", v.Tick, "how often roam-detector evaluates phi")
 	sweep := fs.String("sweep", joinFloats(v.Sweep), "phi thresholds for the sweep table")
+	evictAfter := fs.String("evict-after", joinDurations(v.EvictAfter), "eviction confirmations (roam-detector --eviction-confirm) for the evictions table")
 	fs.DurationVar(&v.StockGrace, "stock-grace", v.StockGrace, "stock node-monitor-grace-period")
 	fs.DurationVar(&v.StockPeriod, "stock-period", v.StockPeriod, "stock node-monitor-period")
 	fs.DurationVar(&v.MinLoss, "min-loss", v.MinLoss, "detection latency is measured over outages at least this long")
@@ -69,6 +70,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	if v.Sweep, err = parseFloats(*sweep); err != nil {
 		return fmt.Errorf("--sweep: %w", err)
+	}
+	if v.EvictAfter, err = parseDurations(*evictAfter); err != nil {
+		return fmt.Errorf("--evict-after: %w", err)
 	}
 	if *report == "" {
 		*report = "roam-sim-" + *mode + "-report.md"

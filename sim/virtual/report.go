@@ -46,6 +46,14 @@ func (r *Result) WriteMarkdown(w io.Writer) error {
 	for i := range r.Sweep {
 		r.scoreRow(&b, &r.Sweep[i])
 	}
+	if len(r.Evictions) > 0 {
+		fmt.Fprintf(&b, "\n## Evictions (roam's detector, a robot lost alone)\n\n")
+		fmt.Fprintf(&b, "A suspicion taints the robot; its pods are evicted once it has stayed silent for the confirmation past the suspicion, so a suspicion that ends sooner costs no eviction. Detection here is last heartbeat → eviction; false suspicions are false evictions.\n\n")
+		fmt.Fprintf(&b, "| detector | detection p50 | detection p99 | missed | shorter outages caught | false evictions | per 1000 robot-hours |\n|---|---|---|---|---|---|---|\n")
+		for i := range r.Evictions {
+			r.scoreRow(&b, &r.Evictions[i])
+		}
+	}
 	fmt.Fprintf(&b, "\n## By link class (roam's detector)\n\n")
 	fmt.Fprintf(&b, "| link | robots | detection p50 | detection p99 | false suspicions | per 1000 robot-hours of the class | live silences > 2 s | > 3 s | > 4 s | > 5 s |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	hours := c.Duration.Hours()

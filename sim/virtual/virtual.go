@@ -38,6 +38,11 @@ type Config struct {
 	// Sweep lists further thresholds to report (detection vs false
 	// suspicions); the run is the same, only the threshold differs.
 	Sweep []float64
+	// EvictAfter lists eviction confirmations to report: roam-detector
+	// evicts a lone robot's pods once it has stayed silent this long past
+	// its suspicion (--eviction-confirm), so a false suspicion that ends
+	// sooner costs a taint but no eviction. Multiples of Tick.
+	EvictAfter []time.Duration
 	// StockGrace and StockPeriod model kube-controller-manager's node
 	// lifecycle controller (--node-monitor-grace-period 50 s, checked every
 	// --node-monitor-period 5 s).
@@ -79,6 +84,7 @@ func DefaultConfig() Config {
 		Threshold:   8,
 		Tick:        200 * time.Millisecond,
 		Sweep:       []float64{1, 2, 3, 4, 5, 6, 8, 10, 12, 16},
+		EvictAfter:  []time.Duration{0, 400 * time.Millisecond, 600 * time.Millisecond, 800 * time.Millisecond, time.Second},
 		StockGrace:  50 * time.Second,
 		StockPeriod: 5 * time.Second,
 		MinLoss:     60 * time.Second,
@@ -104,6 +110,11 @@ func (c Config) Validate() error {
 	for _, t := range c.Sweep {
 		if t <= 0 {
 			return fmt.Errorf("sweep threshold must be > 0, got %g", t)
+		}
+	}
+	for _, d := range c.EvictAfter {
+		if d < 0 {
+			return fmt.Errorf("eviction confirmation must be ≥ 0, got %s", d)
 		}
 	}
 	if err := c.Phi.Validate(); err != nil {
@@ -156,6 +167,10 @@ type Result struct {
 	RivalTimeout time.Duration
 	// Sweep holds roam's detector at each Config.Sweep threshold.
 	Sweep []Score
+	// Evictions holds roam's evictions (at Config.Threshold) after each
+	// Config.EvictAfter confirmation: detection is suspicion → eviction,
+	// false suspicions are false evictions.
+	Evictions []Score
 	// Classes breaks roam's score down by link class, in Network.Links order.
 	Classes []ClassResult
 	// Bound is the best any detector that sees only heartbeat arrivals
@@ -240,7 +255,7 @@ func Run(cfg Config) (*Result, error) {
 	parts := make([]*tally, workers)
 	var wg sync.WaitGroup
 	for w := range workers {
-		parts[w] = newTally(len(thresholds), cfg.Network.Links)
+		parts[w] = newTally(len(thresholds), len(cfg.EvictAfter), cfg.Network.Links)
 		wg.Add(1)
 		go func(t *tally) {
 			defer wg.Done()
@@ -251,7 +266,7 @@ func Run(cfg Config) (*Result, error) {
 	}
 	wg.Wait()
 
-	total := newTally(len(thresholds), cfg.Network.Links)
+	total := newTally(len(thresholds), len(cfg.EvictAfter), cfg.Network.Links)
 	for _, p := range parts {
 		total.merge(p)
 	}
@@ -267,6 +282,9 @@ func Run(cfg Config) (*Result, error) {
 	res.Roam = total.phi[0].finish(fmt.Sprintf("roam (phi %g)", cfg.Threshold))
 	for i, th := range cfg.Sweep {
 		res.Sweep = append(res.Sweep, total.phi[i+1].finish(fmt.Sprintf("phi %g", th)))
+	}
+	for i, d := range cfg.EvictAfter {
+		res.Evictions = append(res.Evictions, total.evict[i].finish(fmt.Sprintf("phi %g, evict %s after suspicion", cfg.Threshold, d)))
 	}
 	res.RivalTimeout, res.Rival = total.rival(res.Roam.FalseSuspicions)
 	for i := range total.classes {
@@ -286,6 +304,7 @@ type tally struct {
 	longOutages  int
 	shortOutages int
 	phi          []Score
+	evict        []Score
 	pekko, stock Score
 	// connected silences by length, and long outages' silences so far
 	// (last heartbeat → end of outage), for the rival timeout.
@@ -294,8 +313,8 @@ type tally struct {
 	classes               []ClassResult
 }
 
-func newTally(n int, links []network.Link) *tally {
-	t := &tally{phi: make([]Score, n), gaps: make([]int64, maxGapBins+1), classes: make([]ClassResult, len(links))}
+func newTally(n, evictions int, links []network.Link) *tally {
+	t := &tally{phi: make([]Score, n), evict: make([]Score, evictions), gaps: make([]int64, maxGapBins+1), classes: make([]ClassResult, len(links))}
 	for i := range t.classes {
 		t.classes[i] = ClassResult{Link: links[i].Name, gaps: make([]int64, maxGapBins+1)}
 	}
@@ -310,6 +329,9 @@ func (t *tally) merge(o *tally) {
 		t.phi[i].add(&o.phi[i])
 	}
 	t.pekko.add(&o.pekko)
+	for i := range t.evict {
+		t.evict[i].add(&o.evict[i])
+	}
 	t.stock.add(&o.stock)
 	for i, n := range o.gaps {
 		t.gaps[i] += n
@@ -395,6 +417,9 @@ func simulateRobot(cfg *Config, thresholds []float64, i int, t *tally) {
 		r.scores = append(r.scores, &t.phi[k])
 	}
 	r.scores = append(r.scores, &t.pekko, &t.stock)
+	for k := range t.evict {
+		r.scores = append(r.scores, &t.evict[k])
+	}
 	r.roamPause, r.roamZ = cfg.Phi.WithDefaults().AcceptablePause, quantile(slices.Min(thresholds))
 	r.pekkoPause, r.pekkoZ = pekkoCfg.AcceptablePause, quantile(pekkoThreshold)
 	r.open = make([]verdict, len(r.scores))
@@ -474,6 +499,8 @@ func (r *robotRun) silence(at time.Duration) {
 	if !r.below(r.roam, r.roamPause, r.roamZ, at) {
 		end = r.roam.Phi(r.epoch.Add(at))
 	}
+	var suspected time.Duration // when roam (k = 0) suspected, if didSuspect
+	didSuspect := false
 	for k, th := range r.thresholds {
 		var when time.Duration
 		crossed := end >= th
@@ -481,6 +508,14 @@ func (r *robotRun) silence(at time.Duration) {
 			when, crossed = suspectAt(r.roam, r.epoch, prev, at, th, cfg.Tick)
 		}
 		r.judge(k, out, crossed, when)
+		if k == 0 && crossed {
+			suspected, didSuspect = when, true
+		}
+	}
+	// Evictions: the silence must last the confirmation past the suspicion.
+	for j, d := range cfg.EvictAfter {
+		evictAt := ceilTo(suspected+d, cfg.Tick)
+		r.judge(len(r.thresholds)+2+j, out, didSuspect && evictAt < at, evictAt)
 	}
 	var when time.Duration
 	crossed := !r.below(r.pekko, r.pekkoPause, r.pekkoZ, at) && r.pekko.Phi(r.epoch.Add(at)) >= r.pekkoThreshold

@@ -176,3 +176,31 @@ func TestClassesAddUp(t *testing.T) {
 			b.P99, res.Roam.FalseSuspicions, res.Roam.Percentile(99))
 	}
 }
+
+// A longer eviction confirmation evicts later and never more often falsely;
+// without one, evictions are exactly roam's suspicions.
+func TestEvictionConfirmationTrade(t *testing.T) {
+	res, err := Run(small())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Evictions) < 2 || res.Config.EvictAfter[0] != 0 {
+		t.Fatalf("want a sweep starting at 0, got %v", res.Config.EvictAfter)
+	}
+	if e := res.Evictions[0]; e.FalseSuspicions != res.Roam.FalseSuspicions || e.Percentile(99) != res.Roam.Percentile(99) {
+		t.Errorf("evicting at suspicion: %d false, p99 %v; suspicions: %d, %v", e.FalseSuspicions, e.Percentile(99),
+			res.Roam.FalseSuspicions, res.Roam.Percentile(99))
+	}
+	for i := 1; i < len(res.Evictions); i++ {
+		lo, hi := res.Evictions[i-1], res.Evictions[i]
+		if hi.FalseSuspicions > lo.FalseSuspicions || hi.Percentile(99) < lo.Percentile(99) {
+			t.Errorf("%s (%d false, p99 %v) vs %s (%d, %v): not a trade", hi.Name, hi.FalseSuspicions, hi.Percentile(99),
+				lo.Name, lo.FalseSuspicions, lo.Percentile(99))
+		}
+	}
+	last := res.Evictions[len(res.Evictions)-1]
+	if last.FalseSuspicions >= res.Roam.FalseSuspicions {
+		t.Errorf("a %s confirmation filtered no false suspicion (%d of %d)", res.Config.EvictAfter[len(res.Evictions)-1],
+			last.FalseSuspicions, res.Roam.FalseSuspicions)
+	}
+}
