@@ -1,6 +1,8 @@
 package policies
 
 import (
+	"math"
+
 	"github.com/expr-lang/expr/ast"
 )
 
@@ -27,12 +29,11 @@ type fastCompiler struct {
 	readsNode bool
 }
 
-// slot is one memoized value: a point in p, a number in p.X, a boolean in
-// p.Known, an int in i, a string in s.
+// slot is one memoized value, kept small so a node's memo fits in few
+// cache lines: a point in p, a float in p.X, an int's bits in p.X, a
+// boolean in p.Known. (Strings are not memoized.)
 type slot struct {
 	p Point
-	i int
-	s string
 }
 
 // memoPlan is a program's fast evaluator with its node-only subtrees read
@@ -112,11 +113,9 @@ func (c *fastCompiler) slot(n ast.Node) (fv, bool) {
 	case tBool:
 		out = fv{t: tBool, b: func(e *Env) bool { return e.slots[k].p.Known }}
 	case tInt:
-		out = fv{t: tInt, i: func(e *Env) int { return e.slots[k].i }}
+		out = fv{t: tInt, i: func(e *Env) int { return int(math.Float64bits(e.slots[k].p.X)) }}
 	case tFloat:
 		out = fv{t: tFloat, f: func(e *Env) float64 { return e.slots[k].p.X }}
-	case tString:
-		out = fv{t: tString, s: func(e *Env) string { return e.slots[k].s }}
 	case tPoint:
 		out = fv{t: tPoint, p: func(e *Env) Point { return e.slots[k].p }}
 	default:
@@ -136,11 +135,9 @@ func (m *memoPlan) fill(env *Env, out []slot) {
 		case tBool:
 			out[i].p.Known = v.b(env)
 		case tInt:
-			out[i].i = v.i(env)
+			out[i].p.X = math.Float64frombits(uint64(v.i(env)))
 		case tFloat:
 			out[i].p.X = v.f(env)
-		case tString:
-			out[i].s = v.s(env)
 		case tPoint:
 			out[i].p = v.p(env)
 		}
@@ -166,7 +163,7 @@ type NodeMemo struct {
 	// inline when they fit (no pointer to chase), else in more.
 	nreq, n uint8
 	inline  [memoInline]slot
-	more    []slot
+	more    *[]slot
 }
 
 // memoInline slots live in the NodeMemo itself (the design's example
@@ -177,7 +174,7 @@ func (m *NodeMemo) slots() []slot {
 	if int(m.n) <= memoInline {
 		return m.inline[:m.n]
 	}
-	return m.more
+	return *m.more
 }
 
 // Memoize evaluates the node-only parts of p's require and score for node
@@ -196,7 +193,8 @@ func (p *Policy) Memoize(ev *Evaluator, node *NodeEnv) NodeMemo {
 	ev.env.Node = *node
 	m.nreq, m.n = uint8(rp.size()), uint8(rp.size()+sp.size())
 	if int(m.n) > memoInline {
-		m.more = make([]slot, m.n)
+		more := make([]slot, m.n)
+		m.more = &more
 	}
 	all := m.slots()
 	rp.fill(&ev.env, all[:m.nreq])

@@ -145,7 +145,7 @@ func (pl *Plugin) Score(_ context.Context, state fwk.CycleState, _ *v1.Pod, node
 	if s.target.Known {
 		var loc policies.Point
 		if ok {
-			loc = cached.Env.Location
+			loc = cached.Location
 		} else {
 			loc = policies.ParsePoint(node.Annotations[policies.LocationAnnotation])
 		}
