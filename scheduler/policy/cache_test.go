@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"fmt"
+	"math"
 	"testing"
 	"unique"
 
@@ -99,5 +100,59 @@ func TestFilterManyPolicies(t *testing.T) {
 		if status.IsSuccess() || status.Message() != ReasonRequireFalse(fmt.Sprintf("ops/p%02d", maxMemos+2)) {
 			t.Fatalf("Filter = %v, want the last policy's require false", status)
 		}
+	}
+}
+
+// Filter scores the nodes it passes for Score to read; Score's answer is
+// the same with or without that, and follows a node change between the
+// two (a new generation) and a new cycle.
+func TestScoreFromFilter(t *testing.T) {
+	pl := newTestPlugin(t, policyCM("hospital-apps", "medical-assistant", exampleData()))
+	fresh := newTestPlugin(t, policyCM("hospital-apps", "medical-assistant", exampleData()))
+	ctx := context.Background()
+	pod := assistantPod("ma-0") // target 0,0
+	ni := nodeInfo(robotNode("r", "hospital", "3,4", "2"))
+	score := func(pl *Plugin, filter bool) float64 {
+		t.Helper()
+		state, status := preFilter(t, pl, pod)
+		if !status.IsSuccess() {
+			t.Fatal(status)
+		}
+		if filter {
+			if s := pl.Filter(ctx, state, pod, ni); !s.IsSuccess() {
+				t.Fatal(s)
+			}
+		}
+		if s := pl.PreScore(ctx, state, pod, nil); !s.IsSuccess() {
+			t.Fatal(s)
+		}
+		v, s := pl.Score(ctx, state, pod, ni)
+		if !s.IsSuccess() {
+			t.Fatal(s)
+		}
+		return math.Float64frombits(uint64(v))
+	}
+	if got, want := score(pl, true), score(fresh, false); got != want || got != 2*(10*2-5) {
+		t.Fatalf("score after Filter %v, without %v; want both %v", got, want, 2*(10*2-5))
+	}
+	// The node changes between Filter and Score (another cycle's pod took
+	// a camera): Score sees the new version.
+	state, _ := preFilter(t, pl, pod)
+	if s := pl.Filter(ctx, state, pod, ni); !s.IsSuccess() {
+		t.Fatal(s)
+	}
+	holder := st.MakePod().Namespace("hospital-apps").Name("holder").Node("r").
+		Req(map[v1.ResourceName]string{"roam.dev/camera": "1"}).Obj()
+	ni.AddPod(holder)
+	v, s := pl.Score(ctx, state, pod, ni)
+	if got := math.Float64frombits(uint64(v)); !s.IsSuccess() || got != 2*(10*1-5) {
+		t.Fatalf("score after the node changed = %v, %v; want %v", got, s, 2*(10*1-5))
+	}
+	// A new cycle for a pod with another target does not read the old
+	// cycle's score.
+	pod = assistantPod("ma-1")
+	pod.Annotations[policies.TargetAnnotation] = "3,4"
+	if got := score(pl, false); got != 2*(10*1-0) {
+		t.Fatalf("next cycle's score = %v, want %v", got, 2*(10*1-0))
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"math"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unique"
 	"unsafe"
@@ -65,6 +66,7 @@ type Plugin struct {
 	podsSync  cache.InformerSynced  // true once the scheduler runs
 	workers   sync.Pool             // *worker: Filter and Score run in parallel
 	envs      envCache
+	cycles    atomic.Uint64 // numbers the cycles PreFilter sees
 }
 
 // worker is one goroutine's evaluator and environment: evaluation
@@ -82,6 +84,7 @@ type State struct {
 	pod      policies.PodEnv
 	scoring  int // how many of Policies have a score
 	envs     *envCache
+	cycle    uint64 // this cycle's number (Filter's scores are for it)
 }
 
 // Clone implements fwk.StateData; State is read-only after PreFilter.
@@ -230,7 +233,7 @@ func (pl *Plugin) PreFilter(_ context.Context, state fwk.CycleState, pod *v1.Pod
 	if len(res.Policies) == 0 {
 		return nil, fwk.NewStatus(fwk.Skip)
 	}
-	s := &State{Policies: res.Policies, pod: policies.PodEnvFor(pod), envs: &pl.envs}
+	s := &State{Policies: res.Policies, pod: policies.PodEnvFor(pod), envs: &pl.envs, cycle: pl.cycles.Add(1)}
 	for _, p := range res.Policies {
 		if p.HasScore {
 			s.scoring++
@@ -263,7 +266,15 @@ func (pl *Plugin) Filter(_ context.Context, state fwk.CycleState, _ *v1.Pod, nod
 	if sample {
 		start = time.Now()
 	}
-	status := pl.require(s, pl.envs.get(nodeInfo, s.Policies))
+	e := pl.envs.get(nodeInfo, s.Policies)
+	status := pl.require(s, e)
+	if status.IsSuccess() && s.scoring > 0 {
+		// Score the node now, while its entry is in the CPU cache: Score
+		// (after all Filters, when it no longer is) reads the result.
+		w := pl.getWorker()
+		e.score, e.scoreCycle = pl.score(w, s, e), s.cycle
+		pl.putWorker(w)
+	}
 	if sample {
 		pl.metrics.duration.Observe(time.Since(start).Seconds())
 	}
@@ -337,9 +348,13 @@ func (pl *Plugin) Score(_ context.Context, state fwk.CycleState, _ *v1.Pod, node
 	if sample {
 		start = time.Now()
 	}
-	w := pl.getWorker()
-	total := pl.score(w, s, pl.envs.get(nodeInfo, s.Policies))
-	pl.putWorker(w)
+	e := pl.envs.get(nodeInfo, s.Policies)
+	total := e.score
+	if e.scoreCycle != s.cycle { // Filter did not score this node version in this cycle
+		w := pl.getWorker()
+		total = pl.score(w, s, e)
+		pl.putWorker(w)
+	}
 	if sample {
 		pl.metrics.duration.Observe(time.Since(start).Seconds())
 	}
@@ -430,14 +445,20 @@ type envCache struct {
 
 // At 5,000 nodes the entries do not stay in the CPU caches between
 // cycles, and every cache line Filter and Score touch costs a trip to
-// memory. So what Filter, Score and RoamCapability's Score read sits in
-// the entry's first 128 bytes (one pair of cache lines: entries are sized
-// to a multiple of 128 bytes, which the allocator aligns), the rest after.
+// memory. So what Score and RoamCapability's Score read sits in the
+// entry's first 64 bytes (one cache line), what Filter reads in the first
+// 128 (one pair: entries are sized to a multiple of 128 bytes, which the
+// allocator aligns), the rest after.
+//
+// An entry is immutable once in the map but for the score Filter leaves
+// for Score: a node is filtered and scored by one goroutine at a time, and
+// cycles do not overlap.
 type envEntry struct {
 	envHot
-	_ [128 - unsafe.Sizeof(envHot{})]byte // does not compile if envHot outgrows 128 bytes
+	_     [64 - unsafe.Sizeof(envHot{})]byte // does not compile if envHot outgrows a cache line
+	memo0 policies.NodeMemo                  // the first policy's memo
 	envCold
-	_ [entrySize - 128 - unsafe.Sizeof(envCold{})]byte
+	_ [entrySize - 64 - unsafe.Sizeof(policies.NodeMemo{}) - unsafe.Sizeof(envCold{})]byte
 }
 
 // entrySize is a multiple of 128 and one of the allocator's size classes.
@@ -445,11 +466,12 @@ const entrySize = 384
 
 type envHot struct {
 	gen int64
-	// memo0 is the first policy's memo on this node version (the
-	// design's example: its require's answer and its score's slots).
-	memo0 policies.NodeMemo
-	loc   policies.Point // env.Location
-	dev0  Device         // devices[0]
+	// score is the policies' weighted score Filter computed in cycle
+	// scoreCycle.
+	scoreCycle uint64
+	score      float64
+	loc        policies.Point // env.Location
+	dev0       Device         // devices[0]
 }
 
 type envCold struct {
