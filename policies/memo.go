@@ -220,8 +220,8 @@ func (p *program) plan() *memoPlan {
 }
 
 // valid reports whether m holds plan's slots of p's prog.
-func (m *NodeMemo) valid(p *Policy, plan *memoPlan, slots func() []slot) bool {
-	return m != nil && m.policy == p && plan != nil && len(slots()) == len(plan.slots)
+func (m *NodeMemo) valid(p *Policy, plan *memoPlan, slots []slot) bool {
+	return m.policy == p && plan != nil && len(slots) == len(plan.slots)
 }
 
 // MemoRequire returns the result of p's require from m without evaluating
@@ -245,14 +245,13 @@ func (p *Policy) RequireWith(ev *Evaluator, m *NodeMemo, node *NodeEnv, pod *Pod
 		return true, nil
 	}
 	plan := p.require.memo
-	if !ev.noFast && m.valid(p, plan, m.requireSlots) {
-		ev.env.slots, ev.env.Pod = m.requireSlots(), *pod
-		if plan.readsNode {
-			ev.env.Node = *node
+	if m != nil && !ev.noFast {
+		if slots := m.requireSlots(); m.valid(p, plan, slots) {
+			ev.setMemo(plan, slots, node, pod)
+			ok := plan.expr.boolean(&ev.env)
+			ev.clearMemo(plan)
+			return ok, nil
 		}
-		ok := plan.expr.boolean(&ev.env)
-		ev.env = Env{}
-		return ok, nil
 	}
 	ev.env.Node, ev.env.Pod = *node, *pod
 	ok, err := p.Require(ev, &ev.env)
@@ -267,14 +266,13 @@ func (p *Policy) ScoreWith(ev *Evaluator, m *NodeMemo, node *NodeEnv, pod *PodEn
 		return 0, nil
 	}
 	plan := p.score.memo
-	if !ev.noFast && m.valid(p, plan, m.scoreSlots) {
-		ev.env.slots, ev.env.Pod = m.scoreSlots(), *pod
-		if plan.readsNode {
-			ev.env.Node = *node
+	if m != nil && !ev.noFast {
+		if slots := m.scoreSlots(); m.valid(p, plan, slots) {
+			ev.setMemo(plan, slots, node, pod)
+			v := plan.expr.num(&ev.env)
+			ev.clearMemo(plan)
+			return v, nil
 		}
-		v := plan.expr.num(&ev.env)
-		ev.env = Env{}
-		return v, nil
 	}
 	ev.env.Node, ev.env.Pod = *node, *pod
 	v, err := p.Score(ev, &ev.env)
@@ -292,3 +290,20 @@ func (m *NodeMemo) Policy() *Policy {
 
 // HasRequire reports whether the policy has a require expression.
 func (p *Policy) HasRequire() bool { return p.require != nil }
+
+// setMemo prepares ev's scratch environment for plan: the slots, the pod,
+// and the node only when plan still reads it.
+func (ev *Evaluator) setMemo(plan *memoPlan, slots []slot, node *NodeEnv, pod *PodEnv) {
+	ev.env.slots, ev.env.Pod = slots, *pod
+	if plan.readsNode {
+		ev.env.Node = *node
+	}
+}
+
+// clearMemo drops what setMemo referenced.
+func (ev *Evaluator) clearMemo(plan *memoPlan) {
+	ev.env.slots, ev.env.Pod = nil, PodEnv{}
+	if plan.readsNode {
+		ev.env.Node = NodeEnv{}
+	}
+}
