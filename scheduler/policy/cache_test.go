@@ -69,6 +69,12 @@ func TestCachedNode(t *testing.T) {
 			t.Errorf("free %s = %v (env %v), want %v", name, got, c.Env.Devices[name], want)
 		}
 	}
+	if c.Location != c.Env.Location {
+		t.Errorf("Location %v, environment's %v", c.Location, c.Env.Location)
+	}
+	if lost, _ := Node(state, nodeInfo(robotNode("lost", "hospital", "", "1"))); lost.Location.Known {
+		t.Errorf("a node without a location: %v", lost.Location)
+	}
 	if env := NodeEnv(state, ni); env != c.Env {
 		t.Errorf("NodeEnv and Node disagree: %p vs %p", env, c.Env)
 	}

@@ -149,7 +149,7 @@ func (c CachedNode) Free(name unique.Handle[string]) float64 {
 func Node(state fwk.CycleState, nodeInfo fwk.NodeInfo) (CachedNode, bool) {
 	if s, ok := readState(state); ok && s.envs != nil && nodeInfo.Node() != nil {
 		e := s.envs.get(nodeInfo, s.Policies)
-		return CachedNode{Env: &e.env, Location: e.loc, Devices: e.devices, dev0: e.dev0}, true
+		return CachedNode{Env: &e.env, Location: e.location(), Devices: e.devices, dev0: e.dev0}, true
 	}
 	return CachedNode{}, false
 }
@@ -441,7 +441,15 @@ type envCache struct {
 	m       map[string]*envEntry // by node name
 	evs     sync.Pool            // *policies.Evaluator for memoizing
 	metrics *counters
+	// front is a direct-mapped cache in front of m, by NodeInfo
+	// generation (a counter global to all NodeInfos, bumped on every
+	// change): one load from a small array instead of a lock and a hash
+	// map probe. A miss, or a slot another node version took, falls back
+	// to m.
+	front [frontSize]atomic.Pointer[envEntry]
 }
+
+const frontSize = 1 << 14
 
 // At 5,000 nodes the entries do not stay in the CPU caches between
 // cycles, and every cache line Filter and Score touch costs a trip to
@@ -465,13 +473,21 @@ type envEntry struct {
 const entrySize = 384
 
 type envHot struct {
-	gen int64
+	gen  int64
+	node *v1.Node // the node object this version was built from
 	// score is the policies' weighted score Filter computed in cycle
 	// scoreCycle.
 	scoreCycle uint64
 	score      float64
-	loc        policies.Point // env.Location
-	dev0       Device         // devices[0]
+	locX, locY float64 // env.Location; locX is NaN when it is unknown
+	dev0       Device  // devices[0]
+}
+
+func (h *envHot) location() policies.Point {
+	if math.IsNaN(h.locX) {
+		return policies.Point{}
+	}
+	return policies.Point{X: h.locX, Y: h.locY, Known: true}
 }
 
 type envCold struct {
@@ -525,15 +541,20 @@ func (e *envEntry) hasAll(ps []*policies.Policy) bool {
 // get returns the entry of ni's node version with the memos of ps.
 func (c *envCache) get(ni fwk.NodeInfo, ps []*policies.Policy) *envEntry {
 	node, gen := ni.Node(), ni.GetGeneration()
+	slot := &c.front[uint64(gen)&(frontSize-1)]
+	if e := slot.Load(); e != nil && e.gen == gen && e.node == node && e.hasAll(ps) {
+		return e
+	}
 	c.mu.RLock()
 	e := c.m[node.Name]
 	c.mu.RUnlock()
-	if e != nil && e.gen == gen && e.hasAll(ps) {
+	if e != nil && e.gen == gen && e.node == node && e.hasAll(ps) {
+		slot.Store(e)
 		return e
 	}
-	next := &envEntry{envHot: envHot{gen: gen}}
-	if e != nil && e.gen == gen {
-		next.env, next.devices, next.loc, next.dev0 = e.env, e.devices, e.loc, e.dev0
+	next := &envEntry{envHot: envHot{gen: gen, node: node}}
+	if e != nil && e.gen == gen && e.node == node {
+		next.env, next.devices, next.locX, next.locY, next.dev0 = e.env, e.devices, e.locX, e.locY, e.dev0
 	} else {
 		var requested map[v1.ResourceName]int64
 		if r := ni.GetRequested(); r != nil {
@@ -541,7 +562,10 @@ func (c *envCache) get(ni fwk.NodeInfo, ps []*policies.Policy) *envEntry {
 		}
 		next.env = policies.NodeEnvFor(node, requested)
 		next.devices = devicesOf(next.env.Devices)
-		next.loc = next.env.Location
+		next.locX, next.locY = next.env.Location.X, next.env.Location.Y
+		if !next.env.Location.Known {
+			next.locX = math.NaN()
+		}
 		if len(next.devices) > 0 {
 			next.dev0 = next.devices[0]
 		}
@@ -584,6 +608,7 @@ func (c *envCache) get(ni fwk.NodeInfo, ps []*policies.Policy) *envEntry {
 	}
 	c.m[node.Name] = next
 	c.mu.Unlock()
+	slot.Store(next)
 	return next
 }
 
@@ -604,6 +629,9 @@ func (c *envCache) forget(obj any) {
 	}
 	if n, ok := obj.(*v1.Node); ok {
 		c.mu.Lock()
+		if e := c.m[n.Name]; e != nil {
+			c.front[uint64(e.gen)&(frontSize-1)].CompareAndSwap(e, nil)
+		}
 		delete(c.m, n.Name)
 		c.mu.Unlock()
 	}
