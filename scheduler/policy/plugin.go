@@ -148,7 +148,10 @@ func (c CachedNode) Free(name unique.Handle[string]) float64 {
 // need not parse the node again.
 func Node(state fwk.CycleState, nodeInfo fwk.NodeInfo) (CachedNode, bool) {
 	if s, ok := readState(state); ok && s.envs != nil && nodeInfo.Node() != nil {
-		e := s.envs.get(nodeInfo, s.Policies)
+		e := s.envs.peek(nodeInfo) // the environment is the same whatever the memos
+		if e == nil {
+			e = s.envs.get(nodeInfo, s.Policies)
+		}
 		return CachedNode{Env: &e.env, Location: e.location(), Devices: e.devices, dev0: e.dev0}, true
 	}
 	return CachedNode{}, false
@@ -348,11 +351,12 @@ func (pl *Plugin) Score(_ context.Context, state fwk.CycleState, _ *v1.Pod, node
 	if sample {
 		start = time.Now()
 	}
-	e := pl.envs.get(nodeInfo, s.Policies)
-	total := e.score
-	if e.scoreCycle != s.cycle { // Filter did not score this node version in this cycle
+	var total float64
+	if e := pl.envs.peek(nodeInfo); e != nil && e.scoreCycle == s.cycle {
+		total = e.score // Filter scored this node version in this cycle
+	} else {
 		w := pl.getWorker()
-		total = pl.score(w, s, e)
+		total = pl.score(w, s, pl.envs.get(nodeInfo, s.Policies))
 		pl.putWorker(w)
 	}
 	if sample {
@@ -545,6 +549,21 @@ func (c *envCache) get(ni fwk.NodeInfo, ps []*policies.Policy) *envEntry {
 	if e := slot.Load(); e != nil && e.gen == gen && e.node == node && e.hasAll(ps) {
 		return e
 	}
+	return c.getSlow(ni, node, gen, slot, ps)
+}
+
+// peek returns the front cache's entry of ni's node version, with
+// whatever memos it has, or nil: it reads only the entry's first cache
+// line.
+func (c *envCache) peek(ni fwk.NodeInfo) *envEntry {
+	node, gen := ni.Node(), ni.GetGeneration()
+	if e := c.front[uint64(gen)&(frontSize-1)].Load(); e != nil && e.gen == gen && e.node == node {
+		return e
+	}
+	return nil
+}
+
+func (c *envCache) getSlow(ni fwk.NodeInfo, node *v1.Node, gen int64, slot *atomic.Pointer[envEntry], ps []*policies.Policy) *envEntry {
 	c.mu.RLock()
 	e := c.m[node.Name]
 	c.mu.RUnlock()
