@@ -162,3 +162,34 @@ func TestScoreFromFilter(t *testing.T) {
 		t.Fatalf("next cycle's score = %v, want %v", got, 2*(10*1-0))
 	}
 }
+
+// The front cache holds at most the current version of each node: a node
+// that changed many times leaves no stale entry (nor node object) behind.
+func TestFrontCacheKeepsOnlyCurrentVersions(t *testing.T) {
+	pl := newTestPlugin(t, policyCM("hospital-apps", "medical-assistant", exampleData()))
+	pod := assistantPod("ma-0")
+	ctx := context.Background()
+	ni := nodeInfo(robotNode("r", "hospital", "1,1", "1"))
+	for i := range 50 {
+		ni.SetNode(robotNode("r", "hospital", fmt.Sprintf("%d,1", i), "1")) // a new version each time
+		state, status := preFilter(t, pl, pod)
+		if !status.IsSuccess() {
+			t.Fatal(status)
+		}
+		if !pl.Filter(ctx, state, pod, ni).IsSuccess() {
+			t.Fatalf("version %d rejected", i)
+		}
+	}
+	held := 0
+	for i := range pl.envs.front {
+		if e := pl.envs.front[i].Load(); e != nil {
+			held++
+			if e.gen != ni.GetGeneration() {
+				t.Errorf("front slot %d holds generation %d, current is %d", i, e.gen, ni.GetGeneration())
+			}
+		}
+	}
+	if held != 1 {
+		t.Errorf("front cache holds %d entries for one node, want 1", held)
+	}
+}

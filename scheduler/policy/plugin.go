@@ -625,8 +625,15 @@ func (c *envCache) getSlow(ni fwk.NodeInfo, node *v1.Node, gen int64, slot *atom
 	if c.m == nil {
 		c.m = make(map[string]*envEntry)
 	}
+	prev := c.m[node.Name]
 	c.m[node.Name] = next
 	c.mu.Unlock()
+	if prev != nil && prev.gen != gen {
+		// The node's previous version leaves the front cache too, so the
+		// front holds at most the current version of each node (and no
+		// stale node objects).
+		c.front[uint64(prev.gen)&(frontSize-1)].CompareAndSwap(prev, nil)
+	}
 	slot.Store(next)
 	return next
 }
