@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -54,6 +55,7 @@ type options struct {
 	workers     int
 	timeout     time.Duration
 	cpuprofile  string
+	order       []string
 }
 
 func main() {
@@ -65,6 +67,7 @@ func main() {
 	flag.IntVar(&o.workers, "workers", 32, "concurrent API writers when creating objects")
 	flag.DurationVar(&o.timeout, "timeout", 45*time.Minute, "give up after this long")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of each profile's scheduling to PREFIX-<profile>.pprof")
+	order := flag.String("order", "default,roam,roam,default", "profiles to measure, in order; each profile's throughput is the mean of its runs (the default ABBA order cancels drift between the first and the later runs)")
 	logFile := flag.String("scheduler-log", filepath.Join(os.TempDir(), "bench-scheduler.log"), "where the schedulers' logs go")
 	klog.InitFlags(nil)
 	flag.Parse()
@@ -72,6 +75,11 @@ func main() {
 	for name, value := range map[string]string{"logtostderr": "false", "alsologtostderr": "false",
 		"stderrthreshold": "FATAL", "log_file": *logFile} {
 		_ = flag.Set(name, value)
+	}
+	for _, p := range strings.Split(*order, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			o.order = append(o.order, p)
+		}
 	}
 	if o.nodes < 1 || o.pods < 2 || o.workers < 1 {
 		fmt.Fprintln(os.Stderr, "bench: -nodes must be ≥ 1, -pods ≥ 2, -workers ≥ 1")
@@ -161,17 +169,40 @@ func run(ctx context.Context, o options) error {
 	}
 	off := false
 	over := server.Overrides{Kubeconfig: cp.Kubeconfig, LeaderElect: &off, QPS: 5000, Burst: 5000}
-	defaultRate, err := measure(ctx, cs, o, "default", v1.DefaultSchedulerName, server.Config{ConfigFile: defPath, Overrides: over}, targets)
-	if err != nil {
-		return err
+	profiles := map[string]struct {
+		schedulerName string
+		cfg           server.Config
+	}{
+		"default": {v1.DefaultSchedulerName, server.Config{ConfigFile: defPath, Overrides: over}},
+		"roam":    {"roam-scheduler", server.Config{ConfigFile: o.config, Overrides: over}},
 	}
-	roamRate, err := measure(ctx, cs, o, "roam", "roam-scheduler", server.Config{ConfigFile: o.config, Overrides: over}, targets)
-	if err != nil {
-		return err
+	rates := map[string][]float64{}
+	for i, name := range o.order {
+		p, ok := profiles[name]
+		if !ok {
+			return fmt.Errorf("-order: unknown profile %q (want default or roam)", name)
+		}
+		rate, err := measure(ctx, cs, o, fmt.Sprintf("%s-%d", name, i+1), p.schedulerName, p.cfg, targets)
+		if err != nil {
+			return err
+		}
+		rates[name] = append(rates[name], rate)
 	}
+	if len(rates["default"]) == 0 || len(rates["roam"]) == 0 {
+		return fmt.Errorf("-order must measure both default and roam")
+	}
+	defaultRate, roamRate := mean(rates["default"]), mean(rates["roam"])
 	fmt.Printf("roam/default throughput ratio: %.2f (roam %.0f pods/s, default %.0f pods/s, %d nodes, %d pods)\n",
 		roamRate/defaultRate, roamRate, defaultRate, o.nodes, o.pods)
 	return nil
+}
+
+func mean(xs []float64) float64 {
+	sum := 0.0
+	for _, x := range xs {
+		sum += x
+	}
+	return sum / float64(len(xs))
 }
 
 // benchNode is a hospital robot with cameras at a random location.
