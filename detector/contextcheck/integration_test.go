@@ -3,7 +3,6 @@ package contextcheck_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"runtime"
 	"testing"
@@ -16,10 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -28,7 +24,6 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 	"k8s.io/klog/v2/ktesting"
-	"sigs.k8s.io/yaml"
 
 	"github.com/roam-dev/roam/detector"
 	"github.com/roam-dev/roam/detector/contextcheck"
@@ -155,21 +150,6 @@ func podsOf(ctx context.Context, cs kubernetes.Interface, ns, app string) []core
 	return l.Items
 }
 
-func applyCRD(ctx context.Context, t *testing.T, dyn dynamic.Interface, path string) {
-	raw := must(os.ReadFile(path))
-	obj := &unstructured.Unstructured{}
-	if err := yaml.Unmarshal(raw, &obj.Object); err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	crds := schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
-	must(dyn.Resource(crds).Create(ctx, obj, metav1.CreateOptions{}))
-	pg := schema.GroupVersionResource{Group: "scheduling.x-k8s.io", Version: "v1alpha1", Resource: "podgroups"}
-	waitFor(ctx, t, "PodGroup CRD", func(ctx context.Context) (bool, error) {
-		_, err := dyn.Resource(pg).Namespace("default").List(ctx, metav1.ListOptions{})
-		return err == nil, nil
-	})
-}
-
 // TestContextRedeploy runs context redeployment against a real
 // kube-apiserver and kube-controller-manager with roam-scheduler
 // in-process (manifests/scheduler/config.yaml); the test plays the robots'
@@ -183,7 +163,9 @@ func TestContextRedeploy(t *testing.T) {
 	logger := ktesting.NewLogger(t, ktesting.NewConfig(ktesting.Verbosity(2)))
 	ctx, cancel := context.WithCancel(klog.NewContext(context.Background(), logger))
 	defer cancel()
-	applyCRD(ctx, t, must(dynamic.NewForConfig(cp.Config)), repoPath(t, "manifests/crds/scheduling.x-k8s.io_podgroups.yaml"))
+	if err := controlplane.InstallCRDs(ctx, cp.Config, repoPath(t, "manifests/crds/scheduling.x-k8s.io_podgroups.yaml")); err != nil {
+		t.Fatal(err)
+	}
 	for _, ns := range []string{policies.DefaultGlobalNamespace, "hospital-apps", "store-apps"} {
 		must(cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}))
 	}

@@ -32,16 +32,12 @@ import (
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
-	"sigs.k8s.io/yaml"
 
 	"github.com/roam-dev/roam/internal/controlplane"
 	"github.com/roam-dev/roam/policies"
@@ -123,7 +119,7 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return fmt.Errorf("clientset: %w", err)
 	}
-	if err := applyCRD(ctx, cfg, filepath.Join(filepath.Dir(o.config), "..", "crds", "scheduling.x-k8s.io_podgroups.yaml")); err != nil {
+	if err := controlplane.InstallCRDs(ctx, cfg, filepath.Join(filepath.Dir(o.config), "..", "crds", "scheduling.x-k8s.io_podgroups.yaml")); err != nil {
 		return err
 	}
 	for _, ns := range []string{"roam-system", "bench"} {
@@ -375,32 +371,6 @@ func parallel(ctx context.Context, n, workers int, fn func(i int) error) error {
 		return ctx.Err()
 	}
 	return firstErr
-}
-
-// applyCRD creates the PodGroup CRD Coscheduling watches and waits until
-// it is served.
-func applyCRD(ctx context.Context, cfg *rest.Config, path string) error {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Errorf("reading PodGroup CRD: %w", err)
-	}
-	obj := &unstructured.Unstructured{}
-	if err := yaml.Unmarshal(raw, &obj.Object); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	dyn, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		return fmt.Errorf("dynamic client: %w", err)
-	}
-	crds := schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
-	if _, err := dyn.Resource(crds).Create(ctx, obj, metav1.CreateOptions{}); err != nil {
-		return fmt.Errorf("creating PodGroup CRD: %w", err)
-	}
-	podGroups := schema.GroupVersionResource{Group: "scheduling.x-k8s.io", Version: "v1alpha1", Resource: "podgroups"}
-	return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-		_, err := dyn.Resource(podGroups).List(ctx, metav1.ListOptions{})
-		return err == nil, nil
-	})
 }
 
 func writeTemp(content string) (string, func(), error) {

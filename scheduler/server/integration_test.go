@@ -3,7 +3,6 @@ package server_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -19,7 +18,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
-	"sigs.k8s.io/yaml"
 
 	"github.com/roam-dev/roam/internal/controlplane"
 	"github.com/roam-dev/roam/internal/controlplane/cptest"
@@ -61,7 +59,9 @@ func TestRoamScheduler(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := &env{cs: cs, dyn: dyn}
-	e.applyCRD(ctx, t, repoPath(t, "manifests/crds/scheduling.x-k8s.io_podgroups.yaml"))
+	if err := controlplane.InstallCRDs(ctx, cp.Config, repoPath(t, "manifests/crds/scheduling.x-k8s.io_podgroups.yaml")); err != nil {
+		t.Fatal(err)
+	}
 	for _, ns := range []string{"roam-system", "hospital-apps", "delivery", "store-apps", "d-apps", "team", "f-apps"} {
 		if _, err := cs.CoreV1().Namespaces().Create(ctx, &v1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
@@ -88,27 +88,6 @@ func TestRoamScheduler(t *testing.T) {
 	t.Run("d/selector taints resources still hold", e.testDefaultsHold)
 	t.Run("e/podgroup all or nothing", e.testPodGroup)
 	t.Run("f/invalid policy stays pending", e.testBlocked)
-}
-
-func (e *env) applyCRD(ctx context.Context, t *testing.T, path string) {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	obj := &unstructured.Unstructured{}
-	if err := yaml.Unmarshal(raw, &obj.Object); err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	crds := schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
-	if _, err := e.dyn.Resource(crds).Create(ctx, obj, metav1.CreateOptions{}); err != nil {
-		t.Fatalf("creating PodGroup CRD: %v", err)
-	}
-	if err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-		_, err := e.dyn.Resource(podGroupGVR).Namespace("default").List(ctx, metav1.ListOptions{})
-		return err == nil, nil
-	}); err != nil {
-		t.Fatalf("PodGroup CRD not served: %v", err)
-	}
 }
 
 // robot is a Node as a robot's agents report it.

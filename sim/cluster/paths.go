@@ -1,20 +1,10 @@
 package cluster
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
-
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/rest"
-	"sigs.k8s.io/yaml"
 
 	"github.com/roam-dev/roam/internal/controlplane"
 )
@@ -65,42 +55,4 @@ func (c *Config) WithRepoPaths(root string) {
 	if c.ControlPlaneBinDir == "" && os.Getenv(controlplane.BinDirEnv) == "" {
 		c.ControlPlaneBinDir = filepath.Join(root, "bin")
 	}
-}
-
-// installCRDs creates the CRDs (roam-scheduler's Coscheduling watches
-// PodGroups) and waits until they are served.
-func installCRDs(ctx context.Context, cfg *rest.Config, paths []string) error {
-	dyn, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		return fmt.Errorf("dynamic client: %w", err)
-	}
-	crds := schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
-	for _, path := range paths {
-		raw, err := os.ReadFile(path)
-		if err != nil {
-			return fmt.Errorf("reading CRD: %w", err)
-		}
-		obj := &unstructured.Unstructured{}
-		if err := yaml.Unmarshal(raw, &obj.Object); err != nil {
-			return fmt.Errorf("parsing CRD %s: %w", path, err)
-		}
-		if _, err := dyn.Resource(crds).Create(ctx, obj, metav1.CreateOptions{}); err != nil {
-			return fmt.Errorf("creating CRD from %s: %w", path, err)
-		}
-		group, _, _ := unstructured.NestedString(obj.Object, "spec", "group")
-		plural, _, _ := unstructured.NestedString(obj.Object, "spec", "names", "plural")
-		versions, _, _ := unstructured.NestedSlice(obj.Object, "spec", "versions")
-		if len(versions) == 0 {
-			continue
-		}
-		v, _ := versions[0].(map[string]any)
-		gvr := schema.GroupVersionResource{Group: group, Version: fmt.Sprint(v["name"]), Resource: plural}
-		if err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-			_, err := dyn.Resource(gvr).List(ctx, metav1.ListOptions{Limit: 1})
-			return err == nil, nil
-		}); err != nil {
-			return fmt.Errorf("CRD %s not served: %w", gvr, err)
-		}
-	}
-	return nil
 }

@@ -138,7 +138,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("client: %w", err)
 	}
-	if err := installCRDs(setupCtx, cp.Config, cfg.CRDs); err != nil {
+	if err := controlplane.InstallCRDs(setupCtx, cp.Config, cfg.CRDs...); err != nil {
 		return nil, err
 	}
 	status("starting roam-scheduler and roam-detector (logs in %s)…", cfg.OutDir)
