@@ -634,6 +634,16 @@ func hindsightBound(classes []ClassResult, budget int) Bound {
 	}
 	// p99 ≤ P iff at most total − ⌈0.99·total⌉ detections exceed P.
 	allowance := total - int(math.Ceil(0.99*float64(total)))
+	// above[i][bin]: class i's live silences in bins ≥ bin, i.e. its false
+	// suspicions at a timeout of bin·gapBin (FalseLongerThan, summed once).
+	above := make([][]int64, len(classes))
+	for i := range classes {
+		gaps := classes[i].gaps
+		above[i] = make([]int64, len(gaps)+1)
+		for bin := len(gaps) - 1; bin >= 0; bin-- {
+			above[i][bin] = above[i][bin+1] + gaps[bin]
+		}
+	}
 	for bin := 1; bin <= maxGapBins; bin++ {
 		p := time.Duration(bin) * gapBin
 		best, bestSet := int64(-1), 0
@@ -643,7 +653,7 @@ func hindsightBound(classes []ClassResult, budget int) Bound {
 				if set&(1<<i) != 0 {
 					late += classes[i].LongOutages
 				} else {
-					falses += classes[i].FalseLongerThan(p)
+					falses += above[i][bin]
 				}
 			}
 			if late <= allowance && (best < 0 || falses < best) {
