@@ -191,6 +191,15 @@ func (p *Policy) Memoize(ev *Evaluator, node *NodeEnv) NodeMemo {
 		return m // cannot happen within MaxNodes; memoize nothing
 	}
 	ev.env.Node = *node
+	if rp != nil && rp.whole {
+		// A node-only require is kept as its result alone (MemoRequire),
+		// not as a slot: the fewer slots, the likelier they fit inline.
+		m.required = 2
+		if rp.slots[0].b(&ev.env) {
+			m.required = 1
+		}
+		rp = nil
+	}
 	m.nreq, m.n = uint8(rp.size()), uint8(rp.size()+sp.size())
 	if int(m.n) > memoInline {
 		more := make([]slot, m.n)
@@ -200,12 +209,6 @@ func (p *Policy) Memoize(ev *Evaluator, node *NodeEnv) NodeMemo {
 	rp.fill(&ev.env, all[:m.nreq])
 	sp.fill(&ev.env, all[m.nreq:])
 	ev.env = Env{}
-	if rp != nil && rp.whole {
-		m.required = 2
-		if all[0].p.Known {
-			m.required = 1
-		}
-	}
 	return m
 }
 
@@ -243,6 +246,9 @@ func (p *Policy) MemoRequire(m *NodeMemo) (ok, known bool) {
 func (p *Policy) RequireWith(ev *Evaluator, m *NodeMemo, node *NodeEnv, pod *PodEnv) (bool, error) {
 	if p.require == nil {
 		return true, nil
+	}
+	if ok, known := p.MemoRequire(m); known && !ev.noFast {
+		return ok, nil
 	}
 	plan := p.require.memo
 	if m != nil && !ev.noFast {

@@ -97,7 +97,9 @@ func TestMemoOfAnotherPolicy(t *testing.T) {
 func ptr[T any](v T) *T { return &v }
 
 // Memoized Filter and Score of the design's example policy allocate
-// nothing; memoizing a node allocates its slots once.
+// nothing, and memoizing a node allocates nothing either: the node-only
+// require is kept as its result, so the score's two slots fit inline (no
+// pointer for the scheduler's Filter to chase).
 func TestMemoAllocationFree(t *testing.T) {
 	p := mustParse(t, exampleData())
 	env := benchEnv()
@@ -112,5 +114,14 @@ func TestMemoAllocationFree(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Errorf("allocations per memoized require + score = %v, want 0", allocs)
+	}
+	if m.more != nil || m.n > memoInline {
+		t.Errorf("example memo has %d slots (out of line: %v), want them inline", m.n, m.more != nil)
+	}
+	if allocs := testing.AllocsPerRun(100, func() { _ = p.Memoize(ev, &env.Node) }); allocs != 0 {
+		t.Errorf("allocations per Memoize = %v, want 0", allocs)
+	}
+	if ok, err := p.RequireWith(ev, &m, &env.Node, &env.Pod); err != nil || !ok {
+		t.Errorf("RequireWith on the memo = %v, %v; want true (the memoized result)", ok, err)
 	}
 }
