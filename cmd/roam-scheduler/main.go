@@ -1,5 +1,5 @@
 // Command roam-scheduler is kube-scheduler v1.34 with roam's placement
-// plugins (RoamPolicy, RoamCapability) and scheduler-plugins' Coscheduling:
+// plugin (RoamPolicy) and scheduler-plugins' Coscheduling:
 //
 //	roam-scheduler --config manifests/scheduler/config.yaml [--kubeconfig FILE] [--leader-elect=false]
 package main

@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/roam-dev/roam/policies"
+	"github.com/roam-dev/roam/scheduler/capability"
 )
 
 // RoamPolicyArgs configures the RoamPolicy plugin (pluginConfig args of
@@ -26,7 +27,33 @@ type RoamPolicyArgs struct {
 	// PolicySyncTimeout bounds how long the plugin waits at start for the
 	// initial list of policy ConfigMaps. Default 60s.
 	PolicySyncTimeout *metav1.Duration `json:"policySyncTimeout,omitempty"`
+
+	// Score weights, each 0..100 (0 turns a component off). A node's score
+	// is the weighted mean of the components that apply to the pod, each
+	// normalized to 0..100 over the feasible nodes.
+
+	// PolicyWeight weighs the governing policies' scores (their weighted
+	// sum). Default 8.
+	PolicyWeight *int64 `json:"policyWeight,omitempty"`
+	// DeviceWeight weighs the free units of the extended resources the pod
+	// requests (after placing it). Default 1.
+	DeviceWeight *int64 `json:"deviceWeight,omitempty"`
+	// FeatureWeight weighs how many of the NFD feature labels listed in the
+	// pod's roam.dev/prefer-features the node carries. Default 1.
+	FeatureWeight *int64 `json:"featureWeight,omitempty"`
+	// LocationWeight weighs nearness of the node's roam.dev/location to the
+	// pod's roam.dev/target. Default 2.
+	LocationWeight *int64 `json:"locationWeight,omitempty"`
 }
+
+// Default score weights: a policy's score counts as much as the built-in
+// preferences together, twice over (8 : 1 + 1 + 2).
+const (
+	DefaultPolicyWeight   = 8
+	DefaultDeviceWeight   = 1
+	DefaultFeatureWeight  = 1
+	DefaultLocationWeight = 2
+)
 
 // SetDefaults fills the unset fields of a with their defaults.
 func (a *RoamPolicyArgs) SetDefaults() {
@@ -40,6 +67,16 @@ func (a *RoamPolicyArgs) SetDefaults() {
 	if a.PolicySyncTimeout == nil {
 		a.PolicySyncTimeout = &metav1.Duration{Duration: 60 * time.Second}
 	}
+	for _, w := range []struct {
+		p   **int64
+		def int64
+	}{{&a.PolicyWeight, DefaultPolicyWeight}, {&a.DeviceWeight, DefaultDeviceWeight},
+		{&a.FeatureWeight, DefaultFeatureWeight}, {&a.LocationWeight, DefaultLocationWeight}} {
+		if *w.p == nil {
+			v := w.def
+			*w.p = &v
+		}
+	}
 }
 
 // Validate reports every invalid field of (defaulted) a, naming the field.
@@ -51,6 +88,10 @@ func (a *RoamPolicyArgs) Validate() error {
 	if a.PolicySyncTimeout != nil && a.PolicySyncTimeout.Duration <= 0 {
 		errs = append(errs, field.Invalid(field.NewPath("policySyncTimeout"), a.PolicySyncTimeout.Duration.String(), "must be positive"))
 	}
+	if a.PolicyWeight != nil && (*a.PolicyWeight < 0 || *a.PolicyWeight > capability.MaxWeight) {
+		errs = append(errs, field.Invalid(field.NewPath("policyWeight"), *a.PolicyWeight, fmt.Sprintf("must be in 0..%d", capability.MaxWeight)))
+	}
+	errs = append(errs, capability.Weights{Device: deref(a.DeviceWeight), Feature: deref(a.FeatureWeight), Location: deref(a.LocationWeight)}.Validate(nil)...)
 	if err := errs.ToAggregate(); err != nil {
 		return fmt.Errorf("%s args: %w", Name, err)
 	}
@@ -92,7 +133,20 @@ func (a *RoamPolicyArgs) DeepCopyObject() runtime.Object {
 		v := *a.PolicySyncTimeout
 		out.PolicySyncTimeout = &v
 	}
+	for _, w := range []**int64{&out.PolicyWeight, &out.DeviceWeight, &out.FeatureWeight, &out.LocationWeight} {
+		if *w != nil {
+			v := **w
+			*w = &v
+		}
+	}
 	return &out
+}
+
+func deref(p *int64) int64 {
+	if p == nil {
+		return 0
+	}
+	return *p
 }
 
 // GetObjectKind implements runtime.Object.

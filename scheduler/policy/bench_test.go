@@ -43,20 +43,29 @@ func BenchmarkFilterScoreNodeChanged(b *testing.B) {
 func benchmarkFilterScore(b *testing.B, changed bool) {
 	pl := newTestPlugin(b, policyCM("hospital-apps", "medical-assistant", exampleData()))
 	pod := assistantPod("ma-0")
-	state := framework.NewCycleState()
-	if _, s := pl.PreFilter(context.Background(), state, pod, nil); !s.IsSuccess() {
-		b.Fatal(s)
-	}
-	if s := pl.PreScore(context.Background(), state, pod, nil); !s.IsSuccess() {
-		b.Fatal(s)
+	ctx := context.Background()
+	newCycle := func() *framework.CycleState {
+		state := framework.NewCycleState()
+		if _, s := pl.PreFilter(ctx, state, pod, nil); !s.IsSuccess() {
+			b.Fatal(s)
+		}
+		if s := pl.PreScore(ctx, state, pod, nil); !s.IsSuccess() {
+			b.Fatal(s)
+		}
+		return state
 	}
 	node := benchNode()
 	ni := nodeInfo(node)
-	ctx := context.Background()
+	state := newCycle()
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		if changed {
+			if i%1024 == 1023 { // a cycle holds at most one measure per node version
+				b.StopTimer()
+				state = newCycle()
+				b.StartTimer()
+			}
 			ni.SetNode(node) // bumps the generation
 		}
 		if s := pl.Filter(ctx, state, pod, ni); !s.IsSuccess() {
@@ -71,7 +80,7 @@ func benchmarkFilterScore(b *testing.B, changed bool) {
 // BenchmarkFilterScoreFleet is Filter + Score of one pod against 500 of
 // 5,000 robots per cycle (what percentageOfNodesToScore picks at 5,000
 // nodes), each robot with its own objects; as in a scheduling cycle, all
-// Filters run before all Scores, and other work (the default plugins, the
+// Filters run before all Scores, then NormalizeScore, and other work (the default plugins, the
 // API server) evicts the CPU caches between cycles, so memory latency
 // counts as it does in a scheduler whose caches hold a whole fleet. One op
 // is one pod × one node.
@@ -87,6 +96,7 @@ func BenchmarkFilterScoreFleet(b *testing.B) {
 		nis[i] = nodeInfo(n)
 	}
 	thrash := make([]byte, 8<<20) // bigger than the L2 and a share of the L3
+	scores := make(framework.NodeScoreList, perCycle)
 	ctx := context.Background()
 	cycle := func(c int) {
 		state := framework.NewCycleState()
@@ -103,9 +113,14 @@ func BenchmarkFilterScoreFleet(b *testing.B) {
 			b.Fatal(s)
 		}
 		for j := 0; j < perCycle; j++ {
-			if _, s := pl.Score(ctx, state, pod, nis[(start+j)%fleet]); !s.IsSuccess() {
+			v, s := pl.Score(ctx, state, pod, nis[(start+j)%fleet])
+			if !s.IsSuccess() {
 				b.Fatal(s)
 			}
+			scores[j] = framework.NodeScore{Name: nis[(start+j)%fleet].Node().Name, Score: v}
+		}
+		if s := pl.NormalizeScore(ctx, state, pod, scores); !s.IsSuccess() {
+			b.Fatal(s)
 		}
 	}
 	for c := 0; c < fleet/perCycle; c++ { // warm the environment cache

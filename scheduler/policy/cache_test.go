@@ -3,14 +3,15 @@ package policy
 import (
 	"context"
 	"fmt"
-	"math"
 	"testing"
 	"unique"
 
 	v1 "k8s.io/api/core/v1"
+	fwk "k8s.io/kube-scheduler/framework"
 	st "k8s.io/kubernetes/pkg/scheduler/testing"
 
 	"github.com/roam-dev/roam/policies"
+	"github.com/roam-dev/roam/scheduler/capability"
 )
 
 // The node cache memoizes each policy's node-only require per node
@@ -46,12 +47,12 @@ func TestFilterMemoPerPolicyAndNodeVersion(t *testing.T) {
 	check(hPod, false)
 }
 
-// Node returns the cached environment and devices of the node version
-// Filter saw; Free reads the same units as the environment's devices.
-func TestCachedNode(t *testing.T) {
+// A cache entry holds the node version's environment; its free devices
+// (FreeUnits, what the built-in device preference reads) are the same units
+// as the environment's, and its location the environment's.
+func TestCacheEntry(t *testing.T) {
 	pl := newTestPlugin(t, policyCM("hospital-apps", "medical-assistant", exampleData()))
-	pod := assistantPod("ma-0")
-	state, status := preFilter(t, pl, pod)
+	state, status := preFilter(t, pl, assistantPod("ma-0"))
 	if !status.IsSuccess() {
 		t.Fatal(status)
 	}
@@ -60,26 +61,17 @@ func TestCachedNode(t *testing.T) {
 	n := robotNode("r", "hospital", "3,4", "5")
 	n.Status.Allocatable["roam.dev/arm"] = n.Status.Allocatable["roam.dev/camera"] // 5 arms
 	ni := nodeInfo(n, holder)
-	c, ok := Node(state, ni)
-	if !ok || c.Env == nil || c.Env.Name != "r" || c.Env.Location != (policies.Point{X: 3, Y: 4, Known: true}) {
-		t.Fatalf("Node = %+v, %v", c, ok)
+	e := pl.envs.get(ni, governing(state))
+	if e.env.Name != "r" || e.env.Location != (policies.Point{X: 3, Y: 4, Known: true}) || e.location() != e.env.Location {
+		t.Fatalf("entry: env %+v, location %v", e.env, e.location())
 	}
-	for name, want := range map[string]float64{"roam.dev/camera": 3, "roam.dev/arm": 4, "roam.dev/lidar": 0} {
-		if got := c.Free(unique.Make(name)); got != want || c.Env.Devices[name] != want {
-			t.Errorf("free %s = %v (env %v), want %v", name, got, c.Env.Devices[name], want)
+	for name, want := range map[string]int64{"roam.dev/camera": 3, "roam.dev/arm": 4, "roam.dev/lidar": 0} {
+		if got := e.FreeUnits(&capability.Request{Name: v1.ResourceName(name), Handle: unique.Make(name)}); got != want || int64(e.env.Devices[name]) != want {
+			t.Errorf("free %s = %v (env %v), want %v", name, got, e.env.Devices[name], want)
 		}
 	}
-	if c.Location != c.Env.Location {
-		t.Errorf("Location %v, environment's %v", c.Location, c.Env.Location)
-	}
-	if lost, _ := Node(state, nodeInfo(robotNode("lost", "hospital", "", "1"))); lost.Location.Known {
-		t.Errorf("a node without a location: %v", lost.Location)
-	}
-	if env := NodeEnv(state, ni); env != c.Env {
-		t.Errorf("NodeEnv and Node disagree: %p vs %p", env, c.Env)
-	}
-	if _, ok := Node(nil, ni); ok {
-		t.Error("Node without RoamPolicy's state must say so")
+	if lost := pl.envs.get(nodeInfo(robotNode("lost", "hospital", "", "1")), nil); lost.location().Known {
+		t.Errorf("a node without a location: %v", lost.location())
 	}
 }
 
@@ -99,8 +91,8 @@ func TestFilterManyPolicies(t *testing.T) {
 	ni := nodeInfo(robotNode("r", "hospital", "1,1", "1"))
 	for i := 0; i < 2; i++ {
 		state, status := preFilter(t, pl, pod)
-		if !status.IsSuccess() || len(Governing(state)) != maxMemos+3 {
-			t.Fatalf("PreFilter: %v, %d policies", status, len(Governing(state)))
+		if !status.IsSuccess() || len(governing(state)) != maxMemos+3 {
+			t.Fatalf("PreFilter: %v, %d policies", status, len(governing(state)))
 		}
 		status = pl.Filter(context.Background(), state, pod, ni)
 		if status.IsSuccess() || status.Message() != ReasonRequireFalse(fmt.Sprintf("ops/p%02d", maxMemos+2)) {
@@ -136,7 +128,7 @@ func TestScoreFromFilter(t *testing.T) {
 		if !s.IsSuccess() {
 			t.Fatal(s)
 		}
-		return math.Float64frombits(uint64(v))
+		return measureOf(t, state, v).policy
 	}
 	if got, want := score(pl, true), score(fresh, false); got != want || got != 2*(10*2-5) {
 		t.Fatalf("score after Filter %v, without %v; want both %v", got, want, 2*(10*2-5))
@@ -151,7 +143,7 @@ func TestScoreFromFilter(t *testing.T) {
 		Req(map[v1.ResourceName]string{"roam.dev/camera": "1"}).Obj()
 	ni.AddPod(holder)
 	v, s := pl.Score(ctx, state, pod, ni)
-	if got := math.Float64frombits(uint64(v)); !s.IsSuccess() || got != 2*(10*1-5) {
+	if got := measureOf(t, state, v).policy; !s.IsSuccess() || got != 2*(10*1-5) {
 		t.Fatalf("score after the node changed = %v, %v; want %v", got, s, 2*(10*1-5))
 	}
 	// A new cycle for a pod with another target does not read the old
@@ -161,6 +153,20 @@ func TestScoreFromFilter(t *testing.T) {
 	if got := score(pl, false); got != 2*(10*1-0) {
 		t.Fatalf("next cycle's score = %v, want %v", got, 2*(10*1-0))
 	}
+}
+
+// measureOf returns the measure Score's result v points at.
+func measureOf(t *testing.T, state fwk.CycleState, v int64) measure {
+	t.Helper()
+	s, ok := readState(state)
+	if !ok || s.scores == nil {
+		t.Fatal("no score table in the cycle state")
+	}
+	m, ok := s.scores.at(v)
+	if !ok {
+		t.Fatalf("Score returned %d: no measure there", v)
+	}
+	return m
 }
 
 // The front cache holds at most the current version of each node: a node

@@ -2,9 +2,11 @@
 // that roam policies govern. PreFilter resolves a pod's policies once per
 // scheduling cycle; Filter requires every governing policy's `require` and
 // rejects robots tainted roam.dev/unreachable; Score adds the policies'
-// scores by weight, normalized to 0..100. A pod no policy governs is
-// skipped at every extension point, so roam-scheduler places it exactly as
-// the default profile would.
+// scores by weight and roam's built-in preferences (package capability:
+// free devices, preferred NFD features, nearness to the pod's target),
+// normalized to 0..100. A pod no policy governs and that carries no roam
+// annotation is skipped at every extension point, so roam-scheduler
+// places it exactly as the default profile would.
 package policy
 
 import (
@@ -30,6 +32,7 @@ import (
 	"k8s.io/kubernetes/pkg/scheduler/framework"
 
 	"github.com/roam-dev/roam/policies"
+	"github.com/roam-dev/roam/scheduler/capability"
 )
 
 // Name is the plugin's name in the registry and in configurations.
@@ -66,7 +69,8 @@ type Plugin struct {
 	podsSync  cache.InformerSynced  // true once the scheduler runs
 	workers   sync.Pool             // *worker: Filter and Score run in parallel
 	envs      envCache
-	cycles    atomic.Uint64 // numbers the cycles PreFilter sees
+	weights   capability.Weights // the built-in preferences' weights (args)
+	tables    tablePool
 }
 
 // worker is one goroutine's evaluator and environment: evaluation
@@ -76,85 +80,25 @@ type worker struct {
 	env policies.Env
 }
 
-// State is what PreFilter leaves in the cycle state of a governed pod.
-// Other roam plugins read it through Governing.
+// State is what PreFilter (or, for a pod no policy governs, PreScore)
+// leaves in the cycle state.
 type State struct {
-	// Policies govern the pod (sorted by key); all requires must hold.
-	Policies []*policies.Policy
+	policies []*policies.Policy // govern the pod (sorted by key); all requires must hold
 	pod      policies.PodEnv
-	scoring  int // how many of Policies have a score
-	envs     *envCache
-	cycle    uint64 // this cycle's number (Filter's scores are for it)
+	scoring  int              // how many of policies have a score (0 when policyWeight is 0)
+	want     *capability.Want // roam's built-in preferences (nil: none apply)
+	scores   *scoreTable      // what Filter measured, for Score (nil: nothing to score)
 }
 
-// Clone implements fwk.StateData; State is read-only after PreFilter.
+// Clone implements fwk.StateData; State is read-only after PreFilter but
+// for its score table, which one cycle fills and reads.
 func (s *State) Clone() fwk.StateData { return s }
 
-// Governing returns the policies governing the pod of this cycle, as
-// RoamPolicy's PreFilter resolved them (nil when none, or when RoamPolicy
-// is not enabled in the profile).
-func Governing(state fwk.CycleState) []*policies.Policy {
-	if s, ok := readState(state); ok {
-		return s.Policies
-	}
-	return nil
-}
-
-// NodeEnv returns RoamPolicy's cached expression environment of nodeInfo's
-// node when RoamPolicy governs the pod of this cycle (nil otherwise), so
-// other roam plugins need not parse the node again. It is read-only.
-func NodeEnv(state fwk.CycleState, nodeInfo fwk.NodeInfo) *policies.NodeEnv {
-	if s, ok := readState(state); ok && s.envs != nil && nodeInfo.Node() != nil {
-		return &s.envs.get(nodeInfo, s.Policies).env
-	}
-	return nil
-}
-
-// Device is a node's free units of one extended resource, its name
+// device is a node's free units of one extended resource, its name
 // interned so comparing names compares pointers.
-type Device struct {
-	Name unique.Handle[string]
-	Free float64
-}
-
-// CachedNode is RoamPolicy's cached view of one node version: its
-// expression environment and its free devices. It is read-only.
-type CachedNode struct {
-	Env *policies.NodeEnv
-	// Location is Env.Location (a copy in the entry's first cache lines).
-	Location policies.Point
-	// Devices are Env.Devices as a slice (sorted by name): a scan reads no
-	// map.
-	Devices []Device
-	dev0    Device // Devices[0], in the entry's first cache lines
-}
-
-// Free returns the free units of the extended resource name (0 when the
-// node has none).
-func (c CachedNode) Free(name unique.Handle[string]) float64 {
-	if c.dev0.Name == name {
-		return c.dev0.Free
-	}
-	for _, d := range c.Devices {
-		if d.Name == name {
-			return d.Free
-		}
-	}
-	return 0
-}
-
-// Node returns RoamPolicy's cached view of nodeInfo's node when RoamPolicy
-// governs the pod of this cycle (ok false otherwise), so other roam plugins
-// need not parse the node again.
-func Node(state fwk.CycleState, nodeInfo fwk.NodeInfo) (CachedNode, bool) {
-	if s, ok := readState(state); ok && s.envs != nil && nodeInfo.Node() != nil {
-		e := s.envs.peek(nodeInfo) // the environment is the same whatever the memos
-		if e == nil {
-			e = s.envs.get(nodeInfo, s.Policies)
-		}
-		return CachedNode{Env: &e.env, Location: e.location(), Devices: e.devices, dev0: e.dev0}, true
-	}
-	return CachedNode{}, false
+type device struct {
+	name unique.Handle[string]
+	free float64
 }
 
 func readState(state fwk.CycleState) (*State, bool) {
@@ -201,7 +145,8 @@ func New(ctx context.Context, obj runtime.Object, h framework.Handle) (framework
 
 // newPlugin wires a plugin around store (unit tests pass their own).
 func newPlugin(h framework.Handle, store *policies.Store, args RoamPolicyArgs, logger klog.Logger) *Plugin {
-	pl := &Plugin{handle: h, store: store, args: args, logger: logger, metrics: registerMetrics()}
+	pl := &Plugin{handle: h, store: store, args: args, logger: logger, metrics: registerMetrics(),
+		weights: capability.Weights{Device: *args.DeviceWeight, Feature: *args.FeatureWeight, Location: *args.LocationWeight}}
 	pl.workers.New = func() any { return &worker{ev: policies.NewEvaluator()} }
 	pl.envs.metrics = pl.metrics
 	pl.envs.evs.New = func() any { return policies.NewEvaluator() }
@@ -225,7 +170,8 @@ func (pl *Plugin) putWorker(w *worker) { w.env = policies.Env{}; pl.workers.Put(
 
 // PreFilter resolves the policies governing pod. A pod that names a
 // missing or never-valid policy is UnschedulableAndUnresolvable with the
-// reason; a pod no policy governs is skipped.
+// reason; a pod no policy governs is skipped (Filter does not run; PreScore
+// decides whether roam's built-in preferences score it).
 func (pl *Plugin) PreFilter(_ context.Context, state fwk.CycleState, pod *v1.Pod, _ []fwk.NodeInfo) (*framework.PreFilterResult, *fwk.Status) {
 	w := pl.getWorker()
 	res := pl.store.ForPod(w.ev, pod)
@@ -236,11 +182,16 @@ func (pl *Plugin) PreFilter(_ context.Context, state fwk.CycleState, pod *v1.Pod
 	if len(res.Policies) == 0 {
 		return nil, fwk.NewStatus(fwk.Skip)
 	}
-	s := &State{Policies: res.Policies, pod: policies.PodEnvFor(pod), envs: &pl.envs, cycle: pl.cycles.Add(1)}
-	for _, p := range res.Policies {
-		if p.HasScore {
-			s.scoring++
+	s := &State{policies: res.Policies, pod: policies.PodEnvFor(pod), want: capability.WantOf(pod, pl.weights, true)}
+	if *pl.args.PolicyWeight > 0 {
+		for _, p := range res.Policies {
+			if p.HasScore {
+				s.scoring++
+			}
 		}
+	}
+	if s.scoring > 0 || s.want != nil {
+		s.scores = pl.tables.get()
 	}
 	state.Write(stateKey, s)
 	return nil, nil
@@ -251,7 +202,9 @@ func (pl *Plugin) PreFilter(_ context.Context, state fwk.CycleState, pod *v1.Pod
 // NodeInfo the framework passes, which includes added/removed pods).
 func (pl *Plugin) PreFilterExtensions() framework.PreFilterExtensions { return nil }
 
-// Filter requires every governing policy's require on nodeInfo's node.
+// Filter requires every governing policy's require on nodeInfo's node,
+// and measures what Score will need of a node that passes while its cache
+// entry is in the CPU cache.
 func (pl *Plugin) Filter(_ context.Context, state fwk.CycleState, _ *v1.Pod, nodeInfo fwk.NodeInfo) *fwk.Status {
 	s, ok := readState(state)
 	if !ok {
@@ -269,14 +222,12 @@ func (pl *Plugin) Filter(_ context.Context, state fwk.CycleState, _ *v1.Pod, nod
 	if sample {
 		start = time.Now()
 	}
-	e := pl.envs.get(nodeInfo, s.Policies)
+	e := pl.envs.get(nodeInfo, s.policies)
 	status := pl.require(s, e)
-	if status.IsSuccess() && s.scoring > 0 {
-		// Score the node now, while its entry is in the CPU cache: Score
-		// (after all Filters, when it no longer is) reads the result.
-		w := pl.getWorker()
-		e.score, e.scoreCycle = pl.score(w, s, e), s.cycle
-		pl.putWorker(w)
+	if status.IsSuccess() && s.scores != nil {
+		// Score (after all Filters, when the entry is no longer in the
+		// CPU cache) reads the result from the cycle's table.
+		s.scores.put(e.gen, pl.measure(s, e), false)
 	}
 	if sample {
 		pl.metrics.duration.Observe(time.Since(start).Seconds())
@@ -294,7 +245,7 @@ func (pl *Plugin) require(s *State, e *envEntry) *fwk.Status {
 			pl.putWorker(w)
 		}
 	}()
-	for _, p := range s.Policies {
+	for _, p := range s.policies {
 		m := e.memo(p)
 		ok, known := p.MemoRequire(m)
 		if !known {
@@ -329,40 +280,67 @@ func hasUnreachableTaint(node *v1.Node) bool {
 	return false
 }
 
-// PreScore skips scoring when no governing policy has a score.
-func (pl *Plugin) PreScore(_ context.Context, state fwk.CycleState, _ *v1.Pod, _ []fwk.NodeInfo) *fwk.Status {
-	if s, ok := readState(state); !ok || s.scoring == 0 {
+// PreScore decides what scores the pod: its policies' scores and roam's
+// built-in preferences. A pod no policy governs gets the built-in ones
+// when it opted in (roam.dev/target or roam.dev/prefer-features); with
+// nothing to score, Score is skipped.
+func (pl *Plugin) PreScore(_ context.Context, state fwk.CycleState, pod *v1.Pod, _ []fwk.NodeInfo) *fwk.Status {
+	s, ok := readState(state)
+	if !ok {
+		want := capability.WantOf(pod, pl.weights, false)
+		if want == nil {
+			return fwk.NewStatus(fwk.Skip)
+		}
+		state.Write(stateKey, &State{want: want, scores: pl.tables.get()})
+		return nil
+	}
+	if s.scores == nil {
 		return fwk.NewStatus(fwk.Skip)
 	}
 	return nil
 }
 
-// Score is the weighted sum of the governing policies' scores. The raw
-// float64 travels to NormalizeScore bit-for-bit in the int64 (the
-// framework range-checks scores only after normalization); a node whose
-// score fails to evaluate gets the lowest normalized score.
+// Score returns the index of nodeInfo's measure in the cycle's table
+// (NormalizeScore reads it there): Filter's, or measured now for a node
+// Filter did not measure (a pod no policy governs, a full table).
 func (pl *Plugin) Score(_ context.Context, state fwk.CycleState, _ *v1.Pod, nodeInfo fwk.NodeInfo) (int64, *fwk.Status) {
 	s, ok := readState(state)
-	if !ok {
-		return 0, fwk.AsStatus(fmt.Errorf("%s: no cycle state (PreFilter did not run)", Name))
+	if !ok || s.scores == nil {
+		return 0, fwk.AsStatus(fmt.Errorf("%s: no cycle state (PreScore did not run)", Name))
+	}
+	if i, ok := s.scores.find(nodeInfo.GetGeneration()); ok {
+		return i, nil
+	}
+	if nodeInfo.Node() == nil {
+		return 0, fwk.AsStatus(fmt.Errorf("%s: node not found", Name))
 	}
 	var start time.Time
 	sample := state.ShouldRecordPluginMetrics()
 	if sample {
 		start = time.Now()
 	}
-	var total float64
-	if e := pl.envs.peek(nodeInfo); e != nil && e.scoreCycle == s.cycle {
-		total = e.score // Filter scored this node version in this cycle
-	} else {
-		w := pl.getWorker()
-		total = pl.score(w, s, pl.envs.get(nodeInfo, s.Policies))
-		pl.putWorker(w)
-	}
+	e := pl.envs.get(nodeInfo, s.policies)
+	i := s.scores.put(e.gen, pl.measure(s, e), true)
 	if sample {
 		pl.metrics.duration.Observe(time.Since(start).Seconds())
 	}
-	return int64(math.Float64bits(total)), nil
+	return i, nil
+}
+
+// measure is what Score needs of e's node: the weighted sum of the
+// policies' scores (NaN when one fails to evaluate) and the built-in
+// preferences' raw components.
+func (pl *Plugin) measure(s *State, e *envEntry) measure {
+	var m measure
+	if s.scoring > 0 {
+		w := pl.getWorker()
+		m.policy = pl.score(w, s, e)
+		pl.putWorker(w)
+	}
+	if s.want != nil {
+		m.capability = s.want.Measure(e.location(), e.labels, e)
+	}
+	return m
 }
 
 // score returns the weighted sum on e's node, or NaN when a score fails
@@ -370,7 +348,7 @@ func (pl *Plugin) Score(_ context.Context, state fwk.CycleState, _ *v1.Pod, node
 // cycle rather than once per node.
 func (pl *Plugin) score(w *worker, s *State, e *envEntry) float64 {
 	total := 0.0
-	for _, p := range s.Policies {
+	for _, p := range s.policies {
 		if !p.HasScore {
 			continue
 		}
@@ -388,39 +366,72 @@ func (pl *Plugin) score(w *worker, s *State, e *envEntry) float64 {
 // ScoreExtensions implements framework.ScorePlugin.
 func (pl *Plugin) ScoreExtensions() framework.ScoreExtensions { return pl }
 
-// NormalizeScore maps the raw weighted sums onto 0..100: it compresses
-// each with the signed logarithm sign(s)·ln(1+|s|), so one huge penalty
-// (say an unknown location's distance) does not flatten the differences
-// between the others, then scales linearly: the best node 100, the worst
-// 0, all equal 100. Non-finite sums (evaluation errors) get 0.
+// NormalizeScore turns the measures Score pointed at into 0..100: the
+// policies' weighted sums, compressed with the signed logarithm
+// sign(s)·ln(1+|s|) so one huge penalty (say an unknown location's
+// distance) does not flatten the differences between the others, then
+// scaled linearly (the best node 100, the worst 0, all equal 100; a sum
+// that failed to evaluate 0); roam's built-in preferences normalized by
+// capability.Want.Normalize; the two combined by policyWeight and the
+// built-in components' weights.
 func (pl *Plugin) NormalizeScore(_ context.Context, state fwk.CycleState, _ *v1.Pod, scores framework.NodeScoreList) *fwk.Status {
+	s, ok := readState(state)
+	if !ok || s.scores == nil {
+		return fwk.AsStatus(fmt.Errorf("%s: no cycle state (PreScore did not run)", Name))
+	}
+	t := s.scores
+	n := len(scores)
+	t.raws, t.pol, t.capab = slices.Grow(t.raws[:0], n)[:n], slices.Grow(t.pol[:0], n)[:n], slices.Grow(t.capab[:0], n)[:n]
 	lo, hi := math.Inf(1), math.Inf(-1)
 	scored := 0
-	for _, s := range scores {
-		v := compress(math.Float64frombits(uint64(s.Score)))
+	for i := range scores {
+		m, ok := t.at(scores[i].Score)
+		if !ok {
+			return fwk.AsStatus(fmt.Errorf("%s: node %s has no measure in this cycle", Name, scores[i].Name))
+		}
+		t.raws[i] = m.capability
+		v := compress(m.policy)
+		t.pol[i] = v
 		if math.IsNaN(v) {
 			continue
 		}
 		scored++
-		if math.IsInf(v, 0) {
-			continue
+		if !math.IsInf(v, 0) {
+			lo, hi = math.Min(lo, v), math.Max(hi, v)
 		}
-		lo, hi = math.Min(lo, v), math.Max(hi, v)
 	}
-	if s, ok := readState(state); ok && scored > 0 {
-		pl.metrics.scored.Add(float64(scored * s.scoring))
+	var policyW int64
+	if s.scoring > 0 {
+		policyW = *pl.args.PolicyWeight
+		if scored > 0 {
+			pl.metrics.scored.Add(float64(scored * s.scoring))
+		}
+	}
+	capW := s.want.Weight()
+	if capW > 0 {
+		s.want.Normalize(t.raws, t.capab)
 	}
 	for i := range scores {
-		v := compress(math.Float64frombits(uint64(scores[i].Score)))
-		switch {
-		case math.IsNaN(v) || math.IsInf(v, 0):
-			scores[i].Score = framework.MinNodeScore
-		case hi == lo:
-			scores[i].Score = framework.MaxNodeScore
-		default:
-			scores[i].Score = int64(math.Round((v - lo) / (hi - lo) * float64(framework.MaxNodeScore)))
+		var total int64
+		if policyW > 0 {
+			switch v := t.pol[i]; {
+			case math.IsNaN(v) || math.IsInf(v, 0):
+			case hi == lo:
+				total += policyW * framework.MaxNodeScore
+			default:
+				total += policyW * int64(math.Round((v-lo)/(hi-lo)*float64(framework.MaxNodeScore)))
+			}
 		}
+		if capW > 0 {
+			total += capW * t.capab[i]
+		}
+		if policyW+capW > 0 {
+			total /= policyW + capW
+		}
+		scores[i].Score = total
 	}
+	s.scores = nil // this cycle is done with it
+	pl.tables.put(t)
 	return nil
 }
 
@@ -456,35 +467,27 @@ type envCache struct {
 const frontSize = 1 << 14
 
 // At 5,000 nodes the entries do not stay in the CPU caches between
-// cycles, and every cache line Filter and Score touch costs a trip to
-// memory. So what Score and RoamCapability's Score read sits in the
-// entry's first 64 bytes (one cache line), what Filter reads in the first
-// 128 (one pair: entries are sized to a multiple of 128 bytes, which the
-// allocator aligns), the rest after.
-//
-// An entry is immutable once in the map but for the score Filter leaves
-// for Score: a node is filtered and scored by one goroutine at a time, and
-// cycles do not overlap.
+// cycles, and every cache line Filter touches costs a trip to memory. So
+// what Filter reads sits in the entry's first 128 bytes (one pair of
+// cache lines: entries are sized to a multiple of 128 bytes, which the
+// allocator aligns), the rest after. Entries are immutable once in the
+// map.
 type envEntry struct {
 	envHot
-	_     [64 - unsafe.Sizeof(envHot{})]byte // does not compile if envHot outgrows a cache line
-	memo0 policies.NodeMemo                  // the first policy's memo
+	memo0 policies.NodeMemo                                                        // the first policy's memo
+	_     [128 - unsafe.Sizeof(envHot{}) - unsafe.Sizeof(policies.NodeMemo{})]byte // does not compile if the hot part outgrows 128 bytes
 	envCold
-	_ [entrySize - 64 - unsafe.Sizeof(policies.NodeMemo{}) - unsafe.Sizeof(envCold{})]byte
+	_ [entrySize - 128 - unsafe.Sizeof(envCold{})]byte
 }
 
 // entrySize is a multiple of 128 and one of the allocator's size classes.
 const entrySize = 384
 
 type envHot struct {
-	gen  int64
-	node *v1.Node // the node object this version was built from
-	// score is the policies' weighted score Filter computed in cycle
-	// scoreCycle.
-	scoreCycle uint64
-	score      float64
-	locX, locY float64 // env.Location; locX is NaN when it is unknown
-	dev0       Device  // devices[0]
+	gen        int64
+	node       *v1.Node // the node object this version was built from
+	locX, locY float64  // env.Location; locX is NaN when it is unknown
+	dev0       device   // devices[0]
 }
 
 func (h *envHot) location() policies.Point {
@@ -494,9 +497,25 @@ func (h *envHot) location() policies.Point {
 	return policies.Point{X: h.locX, Y: h.locY, Known: true}
 }
 
+func (e *envEntry) labels() map[string]string { return e.node.Labels }
+
+// FreeUnits implements capability.FreeUnits: the node's free units of r
+// (before placing the pod).
+func (e *envEntry) FreeUnits(r *capability.Request) int64 {
+	if e.dev0.name == r.Handle {
+		return int64(e.dev0.free)
+	}
+	for _, d := range e.devices {
+		if d.name == r.Handle {
+			return int64(d.free)
+		}
+	}
+	return 0
+}
+
 type envCold struct {
 	env     policies.NodeEnv
-	devices []Device
+	devices []device            // env.Devices as a slice sorted by name: a scan reads no map
 	more    []policies.NodeMemo // the other policies' memos
 }
 
@@ -550,17 +569,6 @@ func (c *envCache) get(ni fwk.NodeInfo, ps []*policies.Policy) *envEntry {
 		return e
 	}
 	return c.getSlow(ni, node, gen, slot, ps)
-}
-
-// peek returns the front cache's entry of ni's node version, with
-// whatever memos it has, or nil: it reads only the entry's first cache
-// line.
-func (c *envCache) peek(ni fwk.NodeInfo) *envEntry {
-	node, gen := ni.Node(), ni.GetGeneration()
-	if e := c.front[uint64(gen)&(frontSize-1)].Load(); e != nil && e.gen == gen && e.node == node {
-		return e
-	}
-	return nil
 }
 
 func (c *envCache) getSlow(ni fwk.NodeInfo, node *v1.Node, gen int64, slot *atomic.Pointer[envEntry], ps []*policies.Policy) *envEntry {
@@ -638,13 +646,13 @@ func (c *envCache) getSlow(ni fwk.NodeInfo, node *v1.Node, gen int64, slot *atom
 	return next
 }
 
-func devicesOf(free map[string]float64) []Device {
+func devicesOf(free map[string]float64) []device {
 	if len(free) == 0 {
 		return nil
 	}
-	out := make([]Device, 0, len(free))
+	out := make([]device, 0, len(free))
 	for _, name := range slices.Sorted(maps.Keys(free)) {
-		out = append(out, Device{Name: unique.Make(name), Free: free[name]})
+		out = append(out, device{name: unique.Make(name), free: free[name]})
 	}
 	return out
 }

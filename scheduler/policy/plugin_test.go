@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	st "k8s.io/kubernetes/pkg/scheduler/testing"
 
 	"github.com/roam-dev/roam/policies"
+	"github.com/roam-dev/roam/scheduler/capability"
 )
 
 func preFilter(t *testing.T, pl *Plugin, pod *v1.Pod) (*framework.CycleState, *fwk.Status) {
@@ -22,6 +24,14 @@ func preFilter(t *testing.T, pl *Plugin, pod *v1.Pod) (*framework.CycleState, *f
 	state := framework.NewCycleState()
 	_, status := pl.PreFilter(context.Background(), state, pod, nil)
 	return state, status
+}
+
+// governing returns the policies PreFilter resolved for this cycle's pod.
+func governing(state fwk.CycleState) []*policies.Policy {
+	if s, ok := readState(state); ok {
+		return s.policies
+	}
+	return nil
 }
 
 func TestPreFilter(t *testing.T) {
@@ -58,7 +68,7 @@ func TestPreFilter(t *testing.T) {
 				t.Fatalf("message %q, want it to contain %q", status.Message(), tc.reason)
 			}
 			var got []string
-			for _, p := range Governing(state) {
+			for _, p := range governing(state) {
 				got = append(got, p.Key())
 			}
 			if strings.Join(got, ",") != strings.Join(tc.governedBy, ",") {
@@ -145,7 +155,8 @@ func counterValue(t *testing.T, result string) float64 {
 
 func TestScore(t *testing.T) {
 	pl := newTestPlugin(t, policyCM("hospital-apps", "medical-assistant", exampleData()))
-	pod := assistantPod("ma-0") // target 0,0
+	pl.weights = capability.Weights{} // the policy's score alone
+	pod := assistantPod("ma-0")       // target 0,0
 	state, status := preFilter(t, pl, pod)
 	if !status.IsSuccess() {
 		t.Fatal(status)
@@ -168,8 +179,9 @@ func TestScore(t *testing.T) {
 		}
 		scores = append(scores, framework.NodeScore{Name: n.Name, Score: s})
 	}
-	if raw := math.Float64frombits(uint64(scores[0].Score)); raw != 10 {
-		t.Fatalf("raw score of near = %v, want 10", raw)
+	s, _ := readState(state)
+	if m, ok := s.scores.at(scores[0].Score); !ok || m.policy != 10 {
+		t.Fatalf("measure of near = %+v, %v; want policy score 10", m, ok)
 	}
 	if s := pl.NormalizeScore(context.Background(), state, pod, scores); !s.IsSuccess() {
 		t.Fatal(s)
@@ -196,14 +208,24 @@ func TestScoreSkippedWithoutScoreExpression(t *testing.T) {
 }
 
 func TestNormalizeScoreErrorsAndTies(t *testing.T) {
-	pl := &Plugin{}
-	bits := func(f float64) int64 { return int64(math.Float64bits(f)) }
-	scores := framework.NodeScoreList{{Name: "a", Score: bits(5)}, {Name: "b", Score: bits(math.NaN())}, {Name: "c", Score: bits(5)}}
-	if s := pl.NormalizeScore(context.Background(), nil, nil, scores); !s.IsSuccess() {
-		t.Fatal(s)
+	pl := newTestPlugin(t)
+	s := &State{scoring: 1, scores: pl.tables.get()}
+	state := framework.NewCycleState()
+	state.Write(stateKey, s)
+	var scores framework.NodeScoreList
+	for i, v := range []float64{5, math.NaN(), 5} {
+		scores = append(scores, framework.NodeScore{Name: fmt.Sprint(i), Score: s.scores.put(int64(i+1), measure{policy: v}, true)})
+	}
+	if st := pl.NormalizeScore(context.Background(), state, nil, scores); !st.IsSuccess() {
+		t.Fatal(st)
 	}
 	if scores[0].Score != 100 || scores[1].Score != 0 || scores[2].Score != 100 {
 		t.Fatalf("scores %v: want ties 100, errors 0", scores)
+	}
+	// A score that is no index of this cycle's measures is an error.
+	s.scores = pl.tables.get()
+	if st := pl.NormalizeScore(context.Background(), state, nil, framework.NodeScoreList{{Name: "x", Score: 7}}); st.IsSuccess() {
+		t.Fatal("NormalizeScore of an unknown index succeeded")
 	}
 }
 
@@ -285,7 +307,8 @@ func TestArgs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if args.GlobalNamespace != "roam-system" || !*args.RejectUnreachable || args.PolicySyncTimeout.Duration.Seconds() != 60 {
+	if args.GlobalNamespace != "roam-system" || !*args.RejectUnreachable || args.PolicySyncTimeout.Duration.Seconds() != 60 ||
+		*args.PolicyWeight != 8 || *args.DeviceWeight != 1 || *args.FeatureWeight != 1 || *args.LocationWeight != 2 {
 		t.Fatalf("defaults %+v", args)
 	}
 	args, err = decodeArgs(&runtime.Unknown{Raw: []byte(`{"globalNamespace":"fleet","rejectUnreachable":false}`)})
@@ -296,6 +319,8 @@ func TestArgs(t *testing.T) {
 		`{"globalNamespace":"Not_A_Namespace"}`: "globalNamespace: Invalid value",
 		`{"policySyncTimeout":"-1s"}`:           "policySyncTimeout: Invalid value",
 		`{"globalNamespce":"x"}`:                `unknown field "globalNamespce"`,
+		`{"policyWeight":-1}`:                   "policyWeight: Invalid value: -1: must be in 0..100",
+		`{"locationWeight":101}`:                "locationWeight: Invalid value: 101: must be in 0..100",
 	} {
 		if _, err := decodeArgs(&runtime.Unknown{Raw: []byte(raw)}); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: error %v, want it to contain %q", raw, err, want)

@@ -10,7 +10,6 @@ import (
 	"k8s.io/kubernetes/pkg/scheduler/apis/config"
 	"sigs.k8s.io/yaml"
 
-	"github.com/roam-dev/roam/scheduler/capability"
 	"github.com/roam-dev/roam/scheduler/policy"
 	"github.com/roam-dev/roam/scheduler/server"
 )
@@ -40,7 +39,7 @@ func TestManifestConfig(t *testing.T) {
 		}
 		return false
 	}
-	for _, name := range []string{policy.Name, capability.Name, "Coscheduling"} {
+	for _, name := range []string{policy.Name, "Coscheduling"} {
 		if !enabled(p.Plugins.MultiPoint, name) {
 			t.Errorf("%s not enabled at multiPoint", name)
 		}
@@ -52,7 +51,7 @@ func TestManifestConfig(t *testing.T) {
 	for _, pc := range p.PluginConfig {
 		args[pc.Name] = pc.Args != nil
 	}
-	for _, name := range []string{policy.Name, capability.Name, "Coscheduling"} {
+	for _, name := range []string{policy.Name, "Coscheduling"} {
 		if !args[name] {
 			t.Errorf("no pluginConfig args for %s", name)
 		}

@@ -21,7 +21,6 @@ import (
 	// Registers CoschedulingArgs in the kube-scheduler's config scheme.
 	_ "sigs.k8s.io/scheduler-plugins/apis/config/scheme"
 
-	"github.com/roam-dev/roam/scheduler/capability"
 	"github.com/roam-dev/roam/scheduler/policy"
 	"github.com/roam-dev/roam/scheduler/schedconfig"
 )
@@ -30,7 +29,6 @@ import (
 func RegistryOptions() []app.Option {
 	return []app.Option{
 		app.WithPlugin(policy.Name, policy.New),
-		app.WithPlugin(capability.Name, capability.New),
 		app.WithPlugin(coscheduling.Name, coscheduling.New),
 	}
 }

@@ -1,0 +1,162 @@
+package policy
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	v1 "k8s.io/api/core/v1"
+	fwk "k8s.io/kube-scheduler/framework"
+	"k8s.io/kubernetes/pkg/scheduler/framework"
+	st "k8s.io/kubernetes/pkg/scheduler/testing"
+
+	"github.com/roam-dev/roam/policies"
+)
+
+// cycle runs pod's scheduling cycle through RoamPolicy on nodes: PreFilter,
+// Filter (unless skipped, or filter is false), PreScore, Score and
+// NormalizeScore. It returns the normalized scores by node name, or nil
+// when PreScore skips the pod.
+func cycle(t *testing.T, pl *Plugin, pod *v1.Pod, filter bool, nodes ...*framework.NodeInfo) map[string]int64 {
+	t.Helper()
+	ctx := context.Background()
+	state := framework.NewCycleState()
+	var infos []fwk.NodeInfo
+	for _, ni := range nodes {
+		infos = append(infos, ni)
+	}
+	_, status := pl.PreFilter(ctx, state, pod, infos)
+	if !status.IsSuccess() && !status.IsSkip() {
+		t.Fatalf("PreFilter: %v", status)
+	}
+	if status.IsSuccess() && filter {
+		for _, ni := range nodes {
+			if s := pl.Filter(ctx, state, pod, ni); !s.IsSuccess() {
+				t.Fatalf("Filter %s: %v", ni.Node().Name, s)
+			}
+		}
+	}
+	if s := pl.PreScore(ctx, state, pod, infos); s.IsSkip() {
+		return nil
+	} else if !s.IsSuccess() {
+		t.Fatalf("PreScore: %v", s)
+	}
+	var list framework.NodeScoreList
+	for _, ni := range nodes {
+		s, status := pl.Score(ctx, state, pod, ni)
+		if !status.IsSuccess() {
+			t.Fatalf("Score %s: %v", ni.Node().Name, status)
+		}
+		list = append(list, framework.NodeScore{Name: ni.Node().Name, Score: s})
+	}
+	if s := pl.NormalizeScore(ctx, state, pod, list); !s.IsSuccess() {
+		t.Fatalf("NormalizeScore: %v", s)
+	}
+	got := map[string]int64{}
+	for _, s := range list {
+		if s.Score < framework.MinNodeScore || s.Score > framework.MaxNodeScore {
+			t.Fatalf("%s: score %d outside 0..100", s.Name, s.Score)
+		}
+		got[s.Name] = s.Score
+	}
+	return got
+}
+
+// A pod no policy governs gets roam's built-in preferences when it opted
+// in with an annotation, and nothing otherwise, even when it requests
+// devices.
+func TestPreferencesOfUngovernedPods(t *testing.T) {
+	pl := newTestPlugin(t)
+	nodes := []*framework.NodeInfo{
+		nodeInfo(robotNode("near", "store", "12,9", "1")), nodeInfo(robotNode("mid", "store", "30,-20", "1")),
+		nodeInfo(robotNode("far", "store", "100,100", "1")), nodeInfo(robotNode("lost", "store", "", "1")),
+	}
+	targeted := st.MakePod().Namespace("ops").Name("t").Annotation(policies.TargetAnnotation, "10,10").Obj()
+	got := cycle(t, pl, targeted, true, nodes...)
+	if !(got["near"] == 100 && got["near"] > got["mid"] && got["mid"] > got["far"] && got["far"] == 0 && got["lost"] == 0) {
+		t.Fatalf("scores %v: want near 100 > mid > far 0, unknown location 0", got)
+	}
+	plain := st.MakePod().Namespace("ops").Name("p").Req(map[v1.ResourceName]string{"roam.dev/camera": "1"}).Obj()
+	if got := cycle(t, pl, plain, true, nodes...); got != nil {
+		t.Fatalf("a pod that did not opt in was scored: %v", got)
+	}
+}
+
+// A governed pod's score is the weighted mean of its policies' normalized
+// score and the built-in preferences' (defaults: policy 8, location 2).
+func TestScoreCombinesPoliciesAndPreferences(t *testing.T) {
+	pl := newTestPlugin(t, policyCM("hospital-apps", "medical-assistant", exampleData()))
+	pod := assistantPod("ma-0")                           // target 0,0; requests no device
+	a := nodeInfo(robotNode("a", "hospital", "3,4", "1")) // policy 2*(10-5) = 10: 0 of 100; nearest: 100
+	b := nodeInfo(robotNode("b", "hospital", "6,8", "2")) // policy 2*(20-10) = 20: 100; farther: 0
+	got := cycle(t, pl, pod, true, a, b)
+	if got["a"] != (8*0+2*100)/10 || got["b"] != (8*100+2*0)/10 {
+		t.Fatalf("scores %v, want a 20, b 80", got)
+	}
+}
+
+// Score measures a node Filter did not (or could not, beyond the table's
+// slots) just as Filter would: a cycle over more nodes than the table
+// holds, or without Filter, scores as one with it.
+func TestScoreWithoutFilterMeasure(t *testing.T) {
+	pl := newTestPlugin(t, policyCM("hospital-apps", "medical-assistant", exampleData()))
+	pod := assistantPod("ma-0")
+	var nodes []*framework.NodeInfo
+	for i := 0; i < tableSize+500; i++ {
+		nodes = append(nodes, nodeInfo(robotNode(fmt.Sprintf("r%04d", i), "hospital", fmt.Sprintf("%d,%d", i%50+1, i/50), fmt.Sprint(1+i%3))))
+	}
+	withFilter := cycle(t, pl, pod, true, nodes...)
+	withoutFilter := cycle(t, pl, pod, false, nodes...)
+	if len(withFilter) != len(nodes) {
+		t.Fatalf("%d scores for %d nodes", len(withFilter), len(nodes))
+	}
+	best := 0
+	for name, s := range withFilter {
+		if withoutFilter[name] != s {
+			t.Fatalf("%s: %d with Filter, %d without", name, s, withoutFilter[name])
+		}
+		best = max(best, int(s))
+	}
+	if best == 0 {
+		t.Fatal("every node scored 0")
+	}
+}
+
+func TestScoreTable(t *testing.T) {
+	var tp tablePool
+	tb := tp.get()
+	i := tb.put(42, measure{policy: 1}, false)
+	if j, ok := tb.find(42); !ok || j != i {
+		t.Fatalf("find(42) = %d, %v; put returned %d", j, ok, i)
+	}
+	if _, ok := tb.find(43); ok {
+		t.Fatal("found a generation never put")
+	}
+	if tb.put(0, measure{}, false) != -1 {
+		t.Fatal("generation 0 (no node version) took a slot")
+	}
+	k := tb.put(0, measure{policy: 7}, true)
+	if m, ok := tb.at(k); k >= 0 || !ok || m.policy != 7 {
+		t.Fatalf("spilled measure at %d: %+v, %v", k, m, ok)
+	}
+	// Fill the table: puts that find no slot fail unless they may spill.
+	failed := 0
+	for g := int64(1000); g < 1000+2*tableSize; g++ {
+		if tb.put(g, measure{policy: float64(g)}, false) < 0 {
+			failed++
+		} else if j, ok := tb.find(g); !ok {
+			t.Fatalf("generation %d put but not found", g)
+		} else if m, _ := tb.at(j); m.policy != float64(g) {
+			t.Fatalf("generation %d: measure %v", g, m.policy)
+		}
+	}
+	if failed == 0 {
+		t.Fatal("a table of 2048 slots took 4096 generations")
+	}
+	tp.put(tb)
+	if tb := tp.get(); tb != nil {
+		if _, ok := tb.find(42); ok {
+			t.Fatal("a recycled table kept a measure")
+		}
+	}
+}
