@@ -78,6 +78,11 @@ func TestClusterSmoke(t *testing.T) {
 		case Roam:
 			if s.Replaced {
 				roamReplaced++
+				// The steps happen in order: evicted, replacement created,
+				// bound, Running.
+				if !(0 <= s.Evicted && s.Evicted <= s.Created && s.Created <= s.Bound && s.Bound <= s.Seconds) {
+					t.Errorf("%s: steps evicted %.2f, created %.2f, bound %.2f, running %.2f: want them in order", s.Pod, s.Evicted, s.Created, s.Bound, s.Seconds)
+				}
 			}
 		case Stock:
 			stock++

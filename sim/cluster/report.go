@@ -124,7 +124,7 @@ func (r *Result) WriteMarkdown(w io.Writer, charts []string) error {
 	for _, l := range r.Lost {
 		p("| %s | %s | %s | %d | %d | %s | %s |\n", l.Name, l.Context, l.Link, l.RoamPods, l.StockPods, after(l.LastBeat, l.RoamTaint), after(l.LastBeat, l.StockTaint))
 	}
-	p("\n## Every displaced pod\n\n| cause | robot | copy | pod | replaced by | on | seconds |\n|---|---|---|---|---|---|---|\n")
+	p("\n## Every displaced pod\n\nSeconds after the robot's last heartbeat (loss) or its label change (context); steps: the pod seen terminating or deleted / its replacement created / bound.\n\n| cause | robot | copy | pod | replaced by | on | seconds | steps |\n|---|---|---|---|---|---|---|---|\n")
 	samples := append([]Sample(nil), r.Samples...)
 	sort.SliceStable(samples, func(i, j int) bool { return samples[i].Kind > samples[j].Kind })
 	for _, s := range samples {
@@ -133,7 +133,7 @@ func (r *Result) WriteMarkdown(w io.Writer, charts []string) error {
 		if !s.Replaced {
 			secs, repl, node = "> "+secs+" (run ended)", "—", "—"
 		}
-		p("| %s | %s | %s | %s | %s | %s | %s |\n", s.Kind, s.Robot, s.Copy, s.Pod, repl, node, secs)
+		p("| %s | %s | %s | %s | %s | %s | %s | %s |\n", s.Kind, s.Robot, s.Copy, s.Pod, repl, node, secs, steps(s))
 	}
 	if len(r.Switches) > 0 {
 		p("\nContext switches: %s.\n", strings.Join(r.Switches, "; "))
@@ -257,3 +257,17 @@ func (r *Result) WriteFiles(dir string) (string, error) {
 
 // Charts lists the chart files WriteFiles wrote.
 func (r *Result) Charts() []string { return r.charts }
+
+// steps formats a sample's evicted / created / bound seconds ("—" for a
+// step not seen).
+func steps(s Sample) string {
+	parts := make([]string, 0, 3)
+	for _, v := range []float64{s.Evicted, s.Created, s.Bound} {
+		if v < 0 {
+			parts = append(parts, "—")
+		} else {
+			parts = append(parts, fmt.Sprintf("%.1f", v))
+		}
+	}
+	return strings.Join(parts, " / ")
+}

@@ -23,6 +23,10 @@ type Sample struct {
 	Replaced    bool
 	Replacement string
 	NewNode     string
+	// Steps are seconds after Start when the pod was seen terminating or
+	// deleted, and its replacement created and bound (negative: not seen),
+	// so a slow redeploy shows which step took the time.
+	Evicted, Created, Bound float64
 }
 
 // Mark is one event on a lost robot's timeline, in seconds after its last
@@ -121,10 +125,19 @@ func (s *sim) result() *Result {
 		if d.kind == "loss" {
 			start = d.robot.lastBeat
 		}
-		sm := Sample{Kind: d.kind, Robot: d.robot.spec.Name, Workload: d.pod.workload, Copy: d.pod.copy, Pod: d.pod.name, Start: start}
+		sm := Sample{Kind: d.kind, Robot: d.robot.spec.Name, Workload: d.pod.workload, Copy: d.pod.copy, Pod: d.pod.name, Start: start,
+			Evicted: -1, Created: -1, Bound: -1}
+		step := func(t time.Time) float64 {
+			if t.IsZero() {
+				return -1
+			}
+			return t.Sub(start).Seconds()
+		}
+		sm.Evicted = step(d.pod.deleting)
 		if d.replacement != nil {
 			sm.Replaced, sm.Replacement, sm.NewNode = true, d.replacement.name, d.replacement.node
 			sm.Seconds = d.replacement.running.Sub(start).Seconds()
+			sm.Created, sm.Bound = step(d.replacement.created), step(d.replacement.bound)
 		} else {
 			sm.Seconds = res.End.Sub(start).Seconds()
 		}
