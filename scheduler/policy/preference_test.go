@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	v1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/util/workqueue"
 	fwk "k8s.io/kube-scheduler/framework"
 	"k8s.io/kubernetes/pkg/scheduler/framework"
 	st "k8s.io/kubernetes/pkg/scheduler/testing"
@@ -157,6 +158,52 @@ func TestScoreTable(t *testing.T) {
 	if tb := tp.get(); tb != nil {
 		if _, ok := tb.find(42); ok {
 			t.Fatal("a recycled table kept a measure")
+		}
+	}
+}
+
+// Filter and Score run on many goroutines, as the framework runs them:
+// the cycle's table gives the same scores as a cycle run on one goroutine
+// (run with -race to check the table's synchronization).
+func TestParallelCycle(t *testing.T) {
+	pl := newTestPlugin(t, policyCM("hospital-apps", "medical-assistant", exampleData()))
+	pod := assistantPod("ma-0")
+	var nodes []*framework.NodeInfo
+	for i := 0; i < 1500; i++ {
+		nodes = append(nodes, nodeInfo(robotNode(fmt.Sprintf("r%04d", i), "hospital", fmt.Sprintf("%d,%d", i%40, i/40), fmt.Sprint(1+i%4))))
+	}
+	want := cycle(t, pl, pod, true, nodes...)
+
+	ctx := context.Background()
+	state := framework.NewCycleState()
+	if _, s := pl.PreFilter(ctx, state, pod, nil); !s.IsSuccess() {
+		t.Fatal(s)
+	}
+	parallel := func(fn func(i int)) {
+		workqueue.ParallelizeUntil(ctx, 16, len(nodes), fn)
+	}
+	parallel(func(i int) {
+		if s := pl.Filter(ctx, state, pod, nodes[i]); !s.IsSuccess() {
+			t.Errorf("Filter %d: %v", i, s)
+		}
+	})
+	if s := pl.PreScore(ctx, state, pod, nil); !s.IsSuccess() {
+		t.Fatal(s)
+	}
+	list := make(framework.NodeScoreList, len(nodes))
+	parallel(func(i int) {
+		v, s := pl.Score(ctx, state, pod, nodes[i])
+		if !s.IsSuccess() {
+			t.Errorf("Score %d: %v", i, s)
+		}
+		list[i] = framework.NodeScore{Name: nodes[i].Node().Name, Score: v}
+	})
+	if s := pl.NormalizeScore(ctx, state, pod, list); !s.IsSuccess() {
+		t.Fatal(s)
+	}
+	for _, s := range list {
+		if want[s.Name] != s.Score {
+			t.Fatalf("%s: %d in parallel, %d on one goroutine", s.Name, s.Score, want[s.Name])
 		}
 	}
 }
