@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/retry"
+	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
@@ -243,16 +244,18 @@ func (a *Actuator) Choose(pod *corev1.Pod) EvictionChoice {
 
 // EvictPods reschedules the governed pods of a lost node: each gets the
 // DisruptionTarget condition (reason RoamNodeUnreachable) and is deleted
-// with its own grace period, or force-deleted when its policy allows. It
-// returns how many pods it deleted; the error joins the pods that failed.
+// with its own grace period, or force-deleted when its policy allows. The
+// pods' API calls run concurrently (up to PodWorkers at once), so a robot's
+// last pod does not wait for the others'. It returns how many pods it
+// deleted; the error joins the pods that failed.
 func (a *Actuator) EvictPods(ctx context.Context, node string, phiValue float64) (int, error) {
 	logger := klog.FromContext(ctx)
 	objs, err := a.pods.ByIndex(podNodeIndex, node)
 	if err != nil {
 		return 0, fmt.Errorf("pods of node %s: %w", node, err)
 	}
-	deleted := 0
-	var errs []error
+	var evict []*corev1.Pod
+	var force []bool
 	for _, o := range objs {
 		pod, ok := o.(*corev1.Pod)
 		if !ok {
@@ -263,17 +266,29 @@ func (a *Actuator) EvictPods(ctx context.Context, node string, phiValue float64)
 			logger.V(4).Info("Not evicting pod", "pod", klog.KObj(pod), "node", node, "why", ch.Why)
 			continue
 		}
-		if err := a.evictPod(ctx, pod, ch.Force, phiValue); err != nil {
+		evict, force = append(evict, pod), append(force, ch.Force)
+	}
+	var mu sync.Mutex
+	deleted := 0
+	var errs []error
+	workqueue.ParallelizeUntil(ctx, PodWorkers, len(evict), func(i int) {
+		err := a.evictPod(ctx, evict[i], force[i], phiValue)
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
 			errs = append(errs, err)
-			continue
+			return
 		}
 		deleted++
-	}
+	})
 	if len(errs) > 0 {
 		return deleted, fmt.Errorf("evicting pods of node %s: %v", node, errs)
 	}
 	return deleted, nil
 }
+
+// PodWorkers bounds the concurrent API calls for the pods of one node.
+const PodWorkers = 8
 
 func (a *Actuator) evictPod(ctx context.Context, pod *corev1.Pod, force bool, phiValue float64) error {
 	logger := klog.FromContext(ctx)

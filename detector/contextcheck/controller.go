@@ -440,14 +440,19 @@ func (c *Controller) Sync(ctx context.Context, name string) (time.Duration, erro
 	}
 	c.mu.Unlock()
 
+	// The due pods' API calls run concurrently, so a robot's last pod does
+	// not wait for the others'.
 	var errs []error
-	for _, v := range due {
-		d, err := c.act(ctx, v)
+	var resMu sync.Mutex
+	workqueue.ParallelizeUntil(ctx, detector.PodWorkers, len(due), func(i int) {
+		d, err := c.act(ctx, due[i])
+		resMu.Lock()
+		defer resMu.Unlock()
 		after = minPositive(after, d)
 		if err != nil {
 			errs = append(errs, err)
 		}
-	}
+	})
 	return after, errors.Join(errs...)
 }
 
