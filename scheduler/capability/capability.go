@@ -220,14 +220,3 @@ func (w *Want) Normalize(raws []Raw, out []int64) {
 		out[i] = total
 	}
 }
-
-// NodeInfoFree reads free units from a scheduler NodeInfo's allocatable
-// and requested scalar resources.
-type NodeInfoFree struct {
-	Allocatable, Requested map[v1.ResourceName]int64
-}
-
-// FreeUnits implements FreeUnits.
-func (n NodeInfoFree) FreeUnits(r *Request) int64 {
-	return n.Allocatable[r.Name] - n.Requested[r.Name]
-}
