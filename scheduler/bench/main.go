@@ -52,6 +52,10 @@ type options struct {
 	timeout     time.Duration
 	cpuprofile  string
 	order       []string
+	// ungoverned pods carry neither the policy's app label nor a target:
+	// RoamPolicy skips them, so the roam profile measures kube-scheduler's
+	// and Coscheduling's cost alone (a diagnostic, not the headline).
+	ungoverned bool
 }
 
 func main() {
@@ -62,6 +66,7 @@ func main() {
 	flag.Int64Var(&o.seed, "seed", 1, "seed for node locations and pod targets")
 	flag.IntVar(&o.workers, "workers", 32, "concurrent API writers when creating objects")
 	flag.DurationVar(&o.timeout, "timeout", 45*time.Minute, "give up after this long")
+	flag.BoolVar(&o.ungoverned, "ungoverned", false, "diagnostic: pods no policy governs and without roam annotations, so the roam profile's RoamPolicy skips them (the cost of the profile without roam's work)")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of each profile's scheduling to PREFIX-<profile>.pprof")
 	order := flag.String("order", "default,roam,roam,default", "profiles to measure, in order; each profile's throughput is the mean of its runs (the default ABBA order cancels drift between the first and the later runs)")
 	logFile := flag.String("scheduler-log", filepath.Join(os.TempDir(), "bench-scheduler.log"), "where the schedulers' logs go")
@@ -188,6 +193,9 @@ func run(ctx context.Context, o options) error {
 		return fmt.Errorf("-order must measure both default and roam")
 	}
 	defaultRate, roamRate := mean(rates["default"]), mean(rates["roam"])
+	if o.ungoverned {
+		fmt.Println("(-ungoverned: no pod was governed by a policy; the ratio below is the roam profile's cost without roam's work, not the headline)")
+	}
 	fmt.Printf("roam/default throughput ratio: %.2f (roam %.0f pods/s, default %.0f pods/s, %d nodes, %d pods)\n",
 		roamRate/defaultRate, roamRate, defaultRate, o.nodes, o.pods)
 	return nil
@@ -275,7 +283,12 @@ func measure(ctx context.Context, cs kubernetes.Interface, o options, label, sch
 
 	start := time.Now()
 	if err := parallel(ctx, o.pods, o.workers, func(i int) error {
-		_, err := cs.CoreV1().Pods("bench").Create(ctx, benchPod(i, schedulerName, targets[i]), metav1.CreateOptions{})
+		pod := benchPod(i, schedulerName, targets[i])
+		if o.ungoverned {
+			delete(pod.Labels, "app")
+			delete(pod.Annotations, policies.TargetAnnotation)
+		}
+		_, err := cs.CoreV1().Pods("bench").Create(ctx, pod, metav1.CreateOptions{})
 		return err
 	}); err != nil {
 		return 0, fmt.Errorf("%s: creating pods: %w", label, err)

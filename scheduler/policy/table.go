@@ -26,14 +26,20 @@ type measure struct {
 // that claimed its slot, and read after the framework's wait for all
 // Filters (or all Scores), so measures need no atomics.
 type scoreTable struct {
-	keys     [tableSize]atomic.Int64 // NodeInfo generation; 0: free
-	measures [tableSize]measure
+	// slots hold a key (the NodeInfo generation; 0: free) next to its
+	// measure, so a put or find touches one cache line, not two.
+	slots    [tableSize]tableSlot
 	mu       sync.Mutex
 	overflow []measure // Score's measures that found no slot; index -1-i
 	// NormalizeScore's scratch space, kept with the table for reuse.
 	raws  []capability.Raw
 	pol   []float64
 	capab []int64
+}
+
+type tableSlot struct {
+	key atomic.Int64
+	m   measure
 }
 
 const (
@@ -53,9 +59,9 @@ func slot(gen int64) int {
 func (t *scoreTable) put(gen int64, m measure, spill bool) int64 {
 	if gen != 0 {
 		for i, j := 0, slot(gen); i < maxProbe; i, j = i+1, (j+1)&(tableSize-1) {
-			k := t.keys[j].Load()
-			if k == gen || (k == 0 && t.keys[j].CompareAndSwap(0, gen)) {
-				t.measures[j] = m
+			k := t.slots[j].key.Load()
+			if k == gen || (k == 0 && t.slots[j].key.CompareAndSwap(0, gen)) {
+				t.slots[j].m = m
 				return int64(j)
 			}
 		}
@@ -75,7 +81,7 @@ func (t *scoreTable) find(gen int64) (int64, bool) {
 		return 0, false
 	}
 	for i, j := 0, slot(gen); i < maxProbe; i, j = i+1, (j+1)&(tableSize-1) {
-		switch t.keys[j].Load() {
+		switch t.slots[j].key.Load() {
 		case gen:
 			return int64(j), true
 		case 0:
@@ -88,8 +94,8 @@ func (t *scoreTable) find(gen int64) (int64, bool) {
 // at returns the measure at index i (from put or find).
 func (t *scoreTable) at(i int64) (measure, bool) {
 	switch {
-	case i >= 0 && i < tableSize && t.keys[i].Load() != 0:
-		return t.measures[i], true
+	case i >= 0 && i < tableSize && t.slots[i].key.Load() != 0:
+		return t.slots[i].m, true
 	case i < 0 && int(-i) <= len(t.overflow):
 		return t.overflow[-i-1], true
 	}
@@ -107,10 +113,9 @@ func (tp *tablePool) get() *scoreTable {
 	return &scoreTable{}
 }
 
-// put clears t (its keys; measures are written before they are read
-// again) and keeps it for another cycle.
+// put clears t and keeps it for another cycle.
 func (tp *tablePool) put(t *scoreTable) {
-	clear(t.keys[:])
+	clear(t.slots[:])
 	t.overflow = t.overflow[:0]
 	tp.p.Put(t)
 }
