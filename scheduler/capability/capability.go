@@ -115,7 +115,8 @@ func (w *Want) Weight() int64 {
 	return sum
 }
 
-// Raw packs one node's components into one non-negative int64: bits
+// Raw packs one node's components into one non-negative int64 (so a
+// scheduler's per-cycle table of measures stays small): bits
 // 0..30 the distance in decimetres (maxDist: the node's location is
 // unknown), 31..52 the free device units after placing the pod, 53..62
 // the matched features.

@@ -382,27 +382,19 @@ func (pl *Plugin) NormalizeScore(_ context.Context, state fwk.CycleState, _ *v1.
 	t := s.scores
 	n := len(scores)
 	t.raws, t.pol, t.capab = slices.Grow(t.raws[:0], n)[:n], slices.Grow(t.pol[:0], n)[:n], slices.Grow(t.capab[:0], n)[:n]
-	lo, hi := math.Inf(1), math.Inf(-1)
-	scored := 0
 	for i := range scores {
 		m, ok := t.at(scores[i].Score)
 		if !ok {
 			return fwk.AsStatus(fmt.Errorf("%s: node %s has no measure in this cycle", Name, scores[i].Name))
 		}
-		t.raws[i] = m.capability
-		v := compress(m.policy)
-		t.pol[i] = v
-		if math.IsNaN(v) {
-			continue
-		}
-		scored++
-		if !math.IsInf(v, 0) {
-			lo, hi = math.Min(lo, v), math.Max(hi, v)
-		}
+		t.raws[i], t.pol[i] = m.capability, m.policy
 	}
 	var policyW int64
+	var lo, hi float64
 	if s.scoring > 0 {
 		policyW = *pl.args.PolicyWeight
+		var scored int
+		lo, hi, scored = compressAll(t.pol)
 		if scored > 0 {
 			pl.metrics.scored.Add(float64(scored * s.scoring))
 		}
@@ -433,6 +425,24 @@ func (pl *Plugin) NormalizeScore(_ context.Context, state fwk.CycleState, _ *v1.
 	s.scores = nil // this cycle is done with it
 	pl.tables.put(t)
 	return nil
+}
+
+// compressAll compresses vs in place and returns the range of the finite
+// results and how many are not NaN (scores that evaluated).
+func compressAll(vs []float64) (lo, hi float64, scored int) {
+	lo, hi = math.Inf(1), math.Inf(-1)
+	for i, v := range vs {
+		v = compress(v)
+		vs[i] = v
+		if math.IsNaN(v) {
+			continue
+		}
+		scored++
+		if !math.IsInf(v, 0) {
+			lo, hi = math.Min(lo, v), math.Max(hi, v)
+		}
+	}
+	return lo, hi, scored
 }
 
 // compress is the signed logarithm sign(v)·ln(1+|v|).
