@@ -442,7 +442,12 @@ func TestIntegration(t *testing.T) {
 			}
 			return running == 2, nil
 		})
-		// The replacement ran: roam_redeploy_seconds{reason="unreachable"} has it.
+		// The replacement ran: roam_redeploy_seconds{reason="unreachable"} has
+		// it once the detector's pod informer has seen it Running (the API
+		// server showed it to this test first).
+		waitFor(ctx, t, "roam_redeploy_seconds observed", 30*time.Second, func(context.Context) (bool, error) {
+			return histCount(metrics) > 0, nil
+		})
 		if n := histCount(metrics); n != 1 {
 			t.Errorf("roam_redeploy_seconds observations = %d, want 1", n)
 		}
