@@ -313,7 +313,9 @@ func (a *Actuator) evictPod(ctx context.Context, pod *corev1.Pod, force bool, ph
 		zero := int64(0)
 		opts.GracePeriodSeconds = &zero
 	}
+	a.redeploy.Evicted(pod, ReasonUnreachable, a.clock.Now())
 	if err := pods.Delete(ctx, pod.Name, opts); err != nil {
+		a.redeploy.Cancel(pod)
 		if apierrors.IsNotFound(err) || apierrors.IsConflict(err) { // gone, or a new pod of the same name
 			return nil
 		}
@@ -327,20 +329,8 @@ func (a *Actuator) evictPod(ctx context.Context, pod *corev1.Pod, force bool, ph
 	if a.metrics != nil {
 		a.metrics.Evictions.WithLabelValues(ReasonUnreachable).Inc()
 	}
-	a.redeploy.Evicted(pod, ReasonUnreachable, a.clock.Now())
 	logger.Info("Evicted pod of unreachable node", "pod", klog.KObj(pod), "node", pod.Spec.NodeName, "force", force, "phi", phiValue)
 	return nil
-}
-
-// RecordEviction starts a roam_redeploy_seconds measurement for an evicted
-// pod (reason ReasonUnreachable or ReasonContext) and counts it in
-// roam_evictions_total: for evictions made outside EvictPods, e.g. by
-// context-change redeployment.
-func (a *Actuator) RecordEviction(pod *corev1.Pod, reason string) {
-	if a.metrics != nil {
-		a.metrics.Evictions.WithLabelValues(reason).Inc()
-	}
-	a.redeploy.Evicted(pod, reason, a.clock.Now())
 }
 
 // Actuator returns the controller's actuator (shared by other controllers

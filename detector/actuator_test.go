@@ -261,3 +261,44 @@ func TestRedeployTracker(t *testing.T) {
 		t.Fatalf("roam_redeploy_seconds count = %d, want 1", n)
 	}
 }
+
+// TestRedeployStartsBeforeDelete: the measurement starts before the delete
+// (a replacement that runs before the delete call returns is still timed)
+// and a failed delete cancels it, so a later replacement is not timed
+// against an eviction that never happened.
+func TestRedeployStartsBeforeDelete(t *testing.T) {
+	ctx := context.Background()
+	for _, fail := range []bool{false, true} {
+		m, _ := NewMetrics(nil)
+		clk := clocktesting.NewFakeClock(t0)
+		pod := testPod("web", "robot-1", "move", owned("ReplicaSet"))
+		cs := fake.NewClientset(pod)
+		idx := cache.NewIndexer(cache.MetaNamespaceKeyFunc, PodsByNodeIndexers())
+		_ = idx.Add(pod)
+		pol := staticPolicies{"move": {Namespace: "apps", Name: "move", OnNodeFailure: policies.Reschedule}}
+		a := NewActuator(cs, idx, pol, nil, m, clk)
+		repl := testPod("web-b", "robot-2", "move", owned("ReplicaSet"))
+		repl.UID = "uid-web-b"
+		repl.CreationTimestamp = metav1.NewTime(t0)
+		repl.Status.Phase = corev1.PodRunning
+		cs.PrependReactor("delete", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
+			if fail {
+				return true, nil, apierrors.NewInternalError(errFake)
+			}
+			a.ObservePod(repl) // the replacement runs before the delete call returns
+			return false, nil, nil
+		})
+		_, err := a.EvictPods(ctx, "robot-1", 9.5)
+		if fail != (err != nil) {
+			t.Fatalf("fail=%v: EvictPods error %v", fail, err)
+		}
+		want := uint64(1)
+		if fail {
+			want = 0
+			a.ObservePod(repl) // after the failure: nothing pending
+		}
+		if n := histCount(m); n != want {
+			t.Errorf("fail=%v: roam_redeploy_seconds count = %d, want %d", fail, n, want)
+		}
+	}
+}

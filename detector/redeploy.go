@@ -49,8 +49,10 @@ func NewRedeployTracker() *RedeployTracker {
 	return &RedeployTracker{pending: map[types.UID]eviction{}}
 }
 
-// Evicted records that pod was evicted for reason at time at; only the
-// first eviction of an owner counts until its replacement runs.
+// Evicted records that pod is being evicted for reason at time at; only
+// the first eviction of an owner counts until its replacement runs. Call
+// it before the API call that evicts, so a replacement can never run
+// before its eviction is on record, and Cancel if that call fails.
 func (r *RedeployTracker) Evicted(pod *corev1.Pod, reason string, at time.Time) {
 	ref := metav1.GetControllerOf(pod)
 	if ref == nil {
@@ -65,6 +67,20 @@ func (r *RedeployTracker) Evicted(pod *corev1.Pod, reason string, at time.Time) 
 	}
 	if _, ok := r.pending[ref.UID]; !ok {
 		r.pending[ref.UID] = eviction{at: at, reason: reason, pod: pod.UID}
+	}
+}
+
+// Cancel forgets the measurement Evicted started for pod (its eviction
+// failed); a measurement started by another pod of the owner stays.
+func (r *RedeployTracker) Cancel(pod *corev1.Pod) {
+	ref := metav1.GetControllerOf(pod)
+	if ref == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e, ok := r.pending[ref.UID]; ok && e.pod == pod.UID {
+		delete(r.pending, ref.UID)
 	}
 }
 

@@ -85,7 +85,9 @@ func (c *Controller) evict(ctx context.Context, v Verdict, target string) (time.
 		}
 		return 0, err
 	}
+	c.redeploy.Evicted(pod, detector.ReasonContext, c.clock.Now())
 	if err := evictions.Evict(ctx, eviction(false)); err != nil {
+		c.redeploy.Cancel(pod)
 		if gone(err) {
 			c.forget(pod.UID)
 			return 0, nil
@@ -103,7 +105,6 @@ func (c *Controller) evict(ctx context.Context, v Verdict, target string) (time.
 	if c.opts.Metrics != nil {
 		c.opts.Metrics.Evictions.WithLabelValues(detector.ReasonContext).Inc()
 	}
-	c.redeploy.Evicted(pod, detector.ReasonContext, c.clock.Now())
 	logger.Info("Evicted pod after context change", "pod", klog.KObj(pod), "node", pod.Spec.NodeName, "alternative", target, "why", v.Why)
 	return 0, nil
 }
