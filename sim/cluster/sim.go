@@ -385,15 +385,28 @@ func (s *sim) observePod(pod *corev1.Pod, deleted bool) {
 		p.bound, p.node = now, pod.Spec.NodeName
 		s.bound[pod.UID] = now
 	}
-	if (deleted || pod.DeletionTimestamp != nil) && p.deleting.IsZero() {
-		p.deleting = now
-		p.reason = "deleted"
-		for _, c := range pod.Status.Conditions {
-			if c.Type == corev1.DisruptionTarget && c.Status == corev1.ConditionTrue {
-				p.reason = c.Reason
-			}
+	if !deleted && pod.DeletionTimestamp == nil {
+		return
+	}
+	reason := "deleted"
+	for _, c := range pod.Status.Conditions {
+		if c.Type == corev1.DisruptionTarget && c.Status == corev1.ConditionTrue {
+			reason = c.Reason
 		}
-		s.evictions[string(p.copy)+"/"+p.reason]++
+	}
+	switch {
+	case p.deleting.IsZero():
+		p.deleting, p.reason = now, reason
+		s.evictions[string(p.copy)+"/"+reason]++
+	case reason != p.reason && reason != "deleted":
+		// The API server sets EvictionByEvictionAPI when it evicts;
+		// roam-detector then restores its own reason: count the last.
+		s.evictions[string(p.copy)+"/"+p.reason]--
+		if s.evictions[string(p.copy)+"/"+p.reason] == 0 {
+			delete(s.evictions, string(p.copy)+"/"+p.reason)
+		}
+		p.reason = reason
+		s.evictions[string(p.copy)+"/"+reason]++
 	}
 }
 

@@ -9,6 +9,10 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/yaml"
 )
 
@@ -160,5 +164,36 @@ func TestChartsAreWellFormedAndLabelled(t *testing.T) {
 		if !strings.Contains(svg, "seed 42") || !strings.Contains(svg, "50 robots") {
 			t.Errorf("%s chart is not labelled with its parameters and seed", name)
 		}
+	}
+}
+
+// TestDeletionReasonIsTheLastOneSeen: the API server's Eviction sets its
+// own DisruptionTarget reason; roam-detector restores RoamContextChanged
+// on the terminating pod; the report counts the pod once, under the last.
+func TestDeletionReasonIsTheLastOneSeen(t *testing.T) {
+	s := &sim{clock: clocktesting.NewFakeClock(time.Unix(0, 0)), bound: map[types.UID]time.Time{},
+		podsSeen: map[types.UID]*podInfo{}, evictions: map[string]int{}}
+	now := metav1.Now()
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{UID: "u1", Name: "p", Namespace: "ns",
+		Labels: map[string]string{CopyLabel: string(Roam), WorkloadLabel: "w"}}}
+	withReason := func(reason string) *corev1.Pod {
+		p := pod.DeepCopy()
+		p.DeletionTimestamp = &now
+		if reason != "" {
+			p.Status.Conditions = []corev1.PodCondition{{Type: corev1.DisruptionTarget, Status: corev1.ConditionTrue, Reason: reason}}
+		}
+		return p
+	}
+	s.observePod(pod, false) // running: no deletion
+	if len(s.evictions) != 0 {
+		t.Fatalf("a running pod counted as deleted: %v", s.evictions)
+	}
+	s.observePod(withReason("EvictionByEvictionAPI"), false)
+	s.observePod(withReason("RoamContextChanged"), false)
+	s.observePod(withReason("RoamContextChanged"), false)
+	s.observePod(withReason(""), true) // the final delete event may carry no condition
+	want := map[string]int{string(Roam) + "/RoamContextChanged": 1}
+	if len(s.evictions) != 1 || s.evictions[string(Roam)+"/RoamContextChanged"] != 1 {
+		t.Errorf("deletions = %v, want %v", s.evictions, want)
 	}
 }
