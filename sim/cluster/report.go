@@ -144,8 +144,13 @@ func (r *Result) WriteMarkdown(w io.Writer, charts []string) error {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
+	evictionAPI := false
 	for _, k := range keys {
 		p("- %s: %d\n", k, r.Deletions[k])
+		evictionAPI = evictionAPI || strings.HasSuffix(k, "/EvictionByEvictionAPI")
+	}
+	if evictionAPI {
+		p("\nEvictionByEvictionAPI is the reason the API server writes when it evicts a pod; roam-detector evicts context moves through the Eviction API and then restores RoamContextChanged, unless the pod is gone first.\n")
 	}
 	if len(charts) > 0 {
 		p("\n## Charts\n\n")
