@@ -9,7 +9,8 @@ GO        ?= go
 BIN       := $(CURDIR)/bin
 STAMPS    := $(BIN)/.stamps
 export GOFLAGS := -buildvcs=false
-# Tests and the sim find the control-plane binaries here.
+# Tests and the sim find the control-plane binaries here (and the version
+# they report).
 export ROAM_BIN_DIR := $(BIN)
 
 # Pinned versions (see README "Pinned versions").
@@ -17,12 +18,18 @@ KUBE_VERSION     := v1.34.4
 ETCD_VERSION     := v3.6.4
 PROMTOOL_VERSION := v0.316.0
 
-KUBE_LDFLAGS := -s -w \
-	-X k8s.io/component-base/version.gitVersion=$(KUBE_VERSION) \
+export ROAM_KUBE_VERSION := $(KUBE_VERSION)
+# The next minor API server, for `make test-compat` (tools/k8s135).
+COMPAT_KUBE_VERSION := v1.35.4
+COMPAT_BIN          := $(BIN)/k8s-$(COMPAT_KUBE_VERSION)
+
+kube_ldflags = -s -w \
+	-X k8s.io/component-base/version.gitVersion=$(1) \
 	-X k8s.io/component-base/version.gitMajor=1 \
-	-X k8s.io/component-base/version.gitMinor=34 \
+	-X k8s.io/component-base/version.gitMinor=$(word 2,$(subst ., ,$(1))) \
 	-X k8s.io/component-base/version.gitTreeState=clean \
 	-X k8s.io/component-base/version.buildDate=1970-01-01T00:00:00Z
+KUBE_LDFLAGS := $(call kube_ldflags,$(KUBE_VERSION))
 
 TOOL_STAMPS := \
 	$(STAMPS)/etcd-$(ETCD_VERSION) \
@@ -32,7 +39,7 @@ TOOL_STAMPS := \
 
 ROAM_CMDS := $(notdir $(wildcard cmd/*))
 
-.PHONY: tools build test test-unit test-integration test-alerts bench bench-scheduler bench-detector lint demo clean help
+.PHONY: tools tools-compat build test test-compat test-unit test-integration test-alerts bench bench-scheduler bench-detector lint demo clean help
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -64,6 +71,16 @@ $(STAMPS)/promtool-$(PROMTOOL_VERSION): tools/promtool/go.mod | $(STAMPS)
 	cd tools/promtool && $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/promtool github.com/prometheus/prometheus/cmd/promtool
 	@rm -f $(STAMPS)/promtool-* && touch $@
 
+tools-compat: $(STAMPS)/compat-$(COMPAT_KUBE_VERSION) ## build the next minor's kube-apiserver and kube-controller-manager (COMPAT_KUBE_VERSION) into bin/k8s-<version>/ (about 9 min cold)
+
+$(STAMPS)/compat-$(COMPAT_KUBE_VERSION): tools/k8s135/go.mod $(STAMPS)/etcd-$(ETCD_VERSION) | $(STAMPS)
+	@echo ">> building kube-apiserver and kube-controller-manager $(COMPAT_KUBE_VERSION)"
+	@mkdir -p $(COMPAT_BIN)
+	cd tools/k8s135 && $(GO) build -trimpath -ldflags '$(call kube_ldflags,$(COMPAT_KUBE_VERSION))' -o $(COMPAT_BIN)/kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver
+	cd tools/k8s135 && $(GO) build -trimpath -ldflags '$(call kube_ldflags,$(COMPAT_KUBE_VERSION))' -o $(COMPAT_BIN)/kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager
+	ln -sf $(BIN)/etcd $(COMPAT_BIN)/etcd
+	@rm -f $(STAMPS)/compat-* && touch $@
+
 build: ## build roam's binaries into bin/
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/ $(addprefix ./cmd/,$(ROAM_CMDS))
@@ -71,6 +88,9 @@ build: ## build roam's binaries into bin/
 test: tools ## unit + integration + alert-rule tests (what CI runs)
 	$(GO) test -count=1 -timeout 30m ./...
 	@if [ -d manifests/alerts ]; then $(MAKE) --no-print-directory test-alerts; fi
+
+test-compat: tools tools-compat ## make test's Go tests against that next-minor API server and controller manager
+	ROAM_BIN_DIR=$(COMPAT_BIN) ROAM_KUBE_VERSION=$(COMPAT_KUBE_VERSION) $(GO) test -count=1 -timeout 30m ./...
 
 test-unit: ## fast tests only (no control plane)
 	$(GO) test -count=1 -short ./...
