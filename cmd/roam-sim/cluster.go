@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -85,9 +86,11 @@ func runCluster(ctx context.Context, fs *flag.FlagSet, v virtual.Config, f *clus
 	c.WithRepoPaths(root)
 	c.Status = os.Stderr
 	fmt.Fprintf(os.Stderr, "roam-sim: cluster mode, %d robots for %s (seed %d)\n", c.Robots, c.Duration, c.Seed)
-	res, err := cluster.Run(ctx, c)
-	if err != nil {
-		return err
+	c.GracefulSignals = true // main's context ends on the first Ctrl-C
+	res, runErr := cluster.Run(ctx, c)
+	interrupted := errors.Is(runErr, cluster.ErrInterrupted) && res != nil
+	if runErr != nil && !interrupted {
+		return runErr
 	}
 	dirReport, err := res.WriteFiles(c.OutDir)
 	if err != nil {
@@ -102,7 +105,13 @@ func runCluster(ctx context.Context, fs *flag.FlagSet, v virtual.Config, f *clus
 		return fmt.Errorf("writing report: %w", err)
 	}
 	fmt.Fprintf(os.Stderr, "roam-sim: report written to %s and %s\n", reportPath, dirReport)
-	return out.Close()
+	if err := out.Close(); err != nil {
+		return err
+	}
+	if interrupted {
+		return fmt.Errorf("the report covers the %s before the interrupt: %w", res.RunLength().Round(time.Second), runErr)
+	}
+	return nil
 }
 
 func joinDurations(ds []time.Duration) string {

@@ -62,6 +62,11 @@ type Options struct {
 	Output io.Writer
 	// StartTimeout bounds each component's start (default 90 s).
 	StartTimeout time.Duration
+	// GracefulSignals leaves the first interrupt (SIGINT, SIGTERM) to the
+	// caller, which stops the control plane itself (say, on a context
+	// cancelled by signal.NotifyContext); a second one stops it and exits
+	// at once. By default the first one does.
+	GracefulSignals bool
 }
 
 // ControlPlane is a running local control plane. Stop it when done.
@@ -133,7 +138,7 @@ func Start(ctx context.Context, opts Options) (_ *ControlPlane, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("starting etcd and kube-apiserver from %s: %w", binDir, err)
 	}
-	cp.unwatch = watchSignals(cp)
+	cp.unwatch = watchSignals(cp, opts.GracefulSignals)
 	admin, err := env.AddUser(envtest.User{Name: "roam-admin", Groups: []string{"system:masters"}}, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("creating admin user: %w", err)

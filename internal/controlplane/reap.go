@@ -93,17 +93,26 @@ func reapStale() {
 // watchSignals stops the control plane and exits when the process is
 // interrupted, so Ctrl-C never leaves etcd or kube-apiserver running (envtest
 // starts them in their own process group, out of reach of the terminal).
-func watchSignals(cp *ControlPlane) (unwatch func()) {
-	ch := make(chan os.Signal, 1)
+// With graceful set, the first interrupt is the caller's and the second
+// one stops and exits.
+func watchSignals(cp *ControlPlane, graceful bool) (unwatch func()) {
+	ch := make(chan os.Signal, 2)
 	done := make(chan struct{})
 	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
 	go func() {
-		select {
-		case sig := <-ch:
-			klog.InfoS("Interrupted: stopping the control plane", "signal", sig.String())
-			_ = cp.Stop()
-			os.Exit(130)
-		case <-done:
+		for first := true; ; first = false {
+			select {
+			case sig := <-ch:
+				if graceful && first {
+					klog.InfoS("Interrupted: finishing up (interrupt again to stop at once)", "signal", sig.String())
+					continue
+				}
+				klog.InfoS("Interrupted: stopping the control plane", "signal", sig.String())
+				_ = cp.Stop()
+				os.Exit(130)
+			case <-done:
+				return
+			}
 		}
 	}()
 	return func() {

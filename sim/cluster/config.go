@@ -59,6 +59,10 @@ type Config struct {
 	StatusInterval time.Duration
 	// Clock is the sim's clock (default: real time).
 	Clock clock.WithTicker
+	// GracefulSignals: the caller cancels Run's context on the first
+	// interrupt and gets the report so far (controlplane.Options); a
+	// second interrupt stops everything at once.
+	GracefulSignals bool
 }
 
 // DefaultConfig is `make demo`: 50 robots in 3 contexts for 3 minutes,

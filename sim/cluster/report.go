@@ -62,6 +62,9 @@ func (r *Result) WriteMarkdown(w io.Writer, charts []string) error {
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	p("# roam-sim cluster mode: roam vs stock Kubernetes\n\n")
 	p("A real control plane (etcd, kube-apiserver, kube-controller-manager with stock settings), roam-scheduler and roam-detector as child processes, and %d simulated robots whose Leases are renewed per the network model. Every workload runs twice: a **roam** copy (roam-scheduler, a policy with `onNodeFailure: reschedule`) and a **stock** copy (default scheduler profile, no policy, the API server's default tolerations). Both copies are hit by the same failures, in the same run.\n\n", c.Robots)
+	if r.Interrupted {
+		p("**Interrupted after %s of the planned %s**: every figure below covers only that time.\n\n", r.RunLength().Round(time.Second), c.Duration)
+	}
 	p("## Headline\n\n```\n%s\n```\n\n", strings.Join(r.Headline(), "\n"))
 	roam, stock, ctx := r.P99("loss", Roam), r.P99("loss", Stock), r.P99("context", Roam)
 	p("- Redeploy time: a lost robot's last heartbeat → a replacement pod of the same owner Running (nearest-rank p99; %d roam pods, %d stock pods on %d lost robots).\n", roam.N, stock.N, len(r.Lost))

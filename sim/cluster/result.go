@@ -66,6 +66,9 @@ type Result struct {
 	// because every writer was busy; MaxLate is the worst lateness.
 	Renewals, RenewalsLate, RenewalsDropped int
 	MaxLate                                 time.Duration
+	// Interrupted is set when the run was cut short (Ctrl-C): the
+	// figures cover Start → End only.
+	Interrupted bool
 
 	stayed int      // stock pods left on switched robots at the end
 	charts []string // chart files written by WriteFiles
@@ -111,7 +114,8 @@ func (s *sim) result() *Result {
 	cfg := *s.cfg
 	cfg.Clock, cfg.Status = nil, nil
 	res := &Result{Config: cfg, Start: s.start, End: s.end, Deletions: map[string]int{}, StockTolerations: s.tolerations,
-		Renewals: s.renewals, RenewalsLate: s.renewalsLate, RenewalsDropped: s.renewalsDropped, MaxLate: s.maxLate}
+		Renewals: s.renewals, RenewalsLate: s.renewalsLate, RenewalsDropped: s.renewalsDropped, MaxLate: s.maxLate,
+		Interrupted: s.interrupted}
 	if res.End.IsZero() {
 		res.End = s.clock.Now()
 	}

@@ -95,6 +95,7 @@ type sim struct {
 	// were dropped because every writer was busy.
 	renewals, renewalsLate, renewalsDropped int
 	maxLate                                 time.Duration
+	interrupted                             bool
 }
 
 // Run runs the cluster mode end to end and returns its result. It stops
@@ -125,6 +126,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	defer cancelSetup()
 	cp, err := controlplane.Start(setupCtx, controlplane.Options{
 		BinDir: cfg.ControlPlaneBinDir, ControllerManager: true, Output: cpLog,
+		GracefulSignals: cfg.GracefulSignals,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("starting the control plane: %w", err)
@@ -172,10 +174,17 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}
 	if err := s.scenario(runCtx, sched, det); err != nil {
+		if errors.Is(err, ErrInterrupted) {
+			return s.result(), err
+		}
 		return nil, err
 	}
 	return s.result(), nil
 }
+
+// ErrInterrupted is returned by Run, with the result so far, when ctx ends
+// during the scenario.
+var ErrInterrupted = errors.New("interrupted")
 
 func withQPS(cp *controlplane.ControlPlane) *rest.Config {
 	c := *cp.Config
@@ -499,8 +508,11 @@ func (s *sim) scenario(ctx context.Context, children ...*child) error {
 	for {
 		select {
 		case <-ctx.Done():
+			s.mu.Lock()
+			s.end, s.interrupted = s.clock.Now(), true
+			s.mu.Unlock()
 			s.printStatus(true)
-			return fmt.Errorf("interrupted: %w", ctx.Err())
+			return fmt.Errorf("%w: %w", ErrInterrupted, ctx.Err())
 		case <-end.C():
 			s.mu.Lock()
 			s.end = s.clock.Now()

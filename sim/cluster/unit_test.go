@@ -197,3 +197,26 @@ func TestDeletionReasonIsTheLastOneSeen(t *testing.T) {
 		t.Errorf("deletions = %v, want %v", s.evictions, want)
 	}
 }
+
+// TestInterruptedReportSaysSo: a run cut short by Ctrl-C still reports,
+// and says how much of the planned run its figures cover.
+func TestInterruptedReportSaysSo(t *testing.T) {
+	start := time.Unix(1000, 0)
+	r := &Result{Config: DefaultConfig(), Start: start, End: start.Add(58 * time.Second), Deletions: map[string]int{},
+		Samples: []Sample{{Kind: "loss", Copy: Roam, Seconds: 5.5, Replaced: true}, {Kind: "loss", Copy: Stock, Seconds: 28, Replaced: false}}}
+	var full strings.Builder
+	if err := r.WriteMarkdown(&full, nil); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(full.String(), "Interrupted") {
+		t.Errorf("a complete run's report says it was interrupted")
+	}
+	r.Interrupted = true
+	var cut strings.Builder
+	if err := r.WriteMarkdown(&cut, nil); err != nil {
+		t.Fatal(err)
+	}
+	if want := "**Interrupted after 58s of the planned 3m0s**"; !strings.Contains(cut.String(), want) {
+		t.Errorf("interrupted report lacks %q:\n%s", want, cut.String())
+	}
+}
