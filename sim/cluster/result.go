@@ -114,8 +114,7 @@ func (s *sim) result() *Result {
 	cfg := *s.cfg
 	cfg.Clock, cfg.Status = nil, nil
 	res := &Result{Config: cfg, Start: s.start, End: s.end, Deletions: map[string]int{}, StockTolerations: s.tolerations,
-		Renewals: s.renewals, RenewalsLate: s.renewalsLate, RenewalsDropped: s.renewalsDropped, MaxLate: s.maxLate,
-		Interrupted: s.interrupted}
+		Renewals: s.renewals, RenewalsLate: s.renewalsLate, RenewalsDropped: s.renewalsDropped, MaxLate: s.maxLate}
 	if res.End.IsZero() {
 		res.End = s.clock.Now()
 	}
@@ -129,15 +128,14 @@ func (s *sim) result() *Result {
 		if d.kind == "loss" {
 			start = d.robot.lastBeat
 		}
-		sm := Sample{Kind: d.kind, Robot: d.robot.spec.Name, Workload: d.pod.workload, Copy: d.pod.copy, Pod: d.pod.name, Start: start,
-			Evicted: -1, Created: -1, Bound: -1}
 		step := func(t time.Time) float64 {
 			if t.IsZero() {
 				return -1
 			}
 			return t.Sub(start).Seconds()
 		}
-		sm.Evicted = step(d.pod.deleting)
+		sm := Sample{Kind: d.kind, Robot: d.robot.spec.Name, Workload: d.pod.workload, Copy: d.pod.copy, Pod: d.pod.name, Start: start,
+			Evicted: step(d.pod.deleting), Created: -1, Bound: -1}
 		if d.replacement != nil {
 			sm.Replaced, sm.Replacement, sm.NewNode = true, d.replacement.name, d.replacement.node
 			sm.Seconds = d.replacement.running.Sub(start).Seconds()

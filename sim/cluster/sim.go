@@ -95,7 +95,6 @@ type sim struct {
 	// were dropped because every writer was busy.
 	renewals, renewalsLate, renewalsDropped int
 	maxLate                                 time.Duration
-	interrupted                             bool
 }
 
 // Run runs the cluster mode end to end and returns its result. It stops
@@ -175,7 +174,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	if err := s.scenario(runCtx, sched, det); err != nil {
 		if errors.Is(err, ErrInterrupted) {
-			return s.result(), err
+			res := s.result()
+			res.Interrupted = true
+			return res, err
 		}
 		return nil, err
 	}
@@ -403,19 +404,20 @@ func (s *sim) observePod(pod *corev1.Pod, deleted bool) {
 			reason = c.Reason
 		}
 	}
+	key := func(reason string) string { return string(p.copy) + "/" + reason }
 	switch {
 	case p.deleting.IsZero():
 		p.deleting, p.reason = now, reason
-		s.evictions[string(p.copy)+"/"+reason]++
+		s.evictions[key(reason)]++
 	case reason != p.reason && reason != "deleted":
 		// The API server sets EvictionByEvictionAPI when it evicts;
 		// roam-detector then restores its own reason: count the last.
-		s.evictions[string(p.copy)+"/"+p.reason]--
-		if s.evictions[string(p.copy)+"/"+p.reason] == 0 {
-			delete(s.evictions, string(p.copy)+"/"+p.reason)
+		s.evictions[key(p.reason)]--
+		if s.evictions[key(p.reason)] == 0 {
+			delete(s.evictions, key(p.reason))
 		}
 		p.reason = reason
-		s.evictions[string(p.copy)+"/"+reason]++
+		s.evictions[key(reason)]++
 	}
 }
 
@@ -509,7 +511,7 @@ func (s *sim) scenario(ctx context.Context, children ...*child) error {
 		select {
 		case <-ctx.Done():
 			s.mu.Lock()
-			s.end, s.interrupted = s.clock.Now(), true
+			s.end = s.clock.Now()
 			s.mu.Unlock()
 			s.printStatus(true)
 			return fmt.Errorf("%w: %w", ErrInterrupted, ctx.Err())
