@@ -254,8 +254,11 @@ func (a *Actuator) EvictPods(ctx context.Context, node string, phiValue float64)
 	if err != nil {
 		return 0, fmt.Errorf("pods of node %s: %w", node, err)
 	}
-	var evict []*corev1.Pod
-	var force []bool
+	type eviction struct {
+		pod   *corev1.Pod
+		force bool
+	}
+	var evict []eviction
 	for _, o := range objs {
 		pod, ok := o.(*corev1.Pod)
 		if !ok {
@@ -266,13 +269,13 @@ func (a *Actuator) EvictPods(ctx context.Context, node string, phiValue float64)
 			logger.V(4).Info("Not evicting pod", "pod", klog.KObj(pod), "node", node, "why", ch.Why)
 			continue
 		}
-		evict, force = append(evict, pod), append(force, ch.Force)
+		evict = append(evict, eviction{pod, ch.Force})
 	}
 	var mu sync.Mutex
 	deleted := 0
 	var errs []error
 	workqueue.ParallelizeUntil(ctx, PodWorkers, len(evict), func(i int) {
-		err := a.evictPod(ctx, evict[i], force[i], phiValue)
+		err := a.evictPod(ctx, evict[i].pod, evict[i].force, phiValue)
 		mu.Lock()
 		defer mu.Unlock()
 		if err != nil {
