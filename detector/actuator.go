@@ -254,11 +254,11 @@ func (a *Actuator) EvictPods(ctx context.Context, node string, phiValue float64)
 	if err != nil {
 		return 0, fmt.Errorf("pods of node %s: %w", node, err)
 	}
-	type eviction struct {
+	type victim struct {
 		pod   *corev1.Pod
 		force bool
 	}
-	var evict []eviction
+	var evict []victim
 	for _, o := range objs {
 		pod, ok := o.(*corev1.Pod)
 		if !ok {
@@ -269,7 +269,7 @@ func (a *Actuator) EvictPods(ctx context.Context, node string, phiValue float64)
 			logger.V(4).Info("Not evicting pod", "pod", klog.KObj(pod), "node", node, "why", ch.Why)
 			continue
 		}
-		evict = append(evict, eviction{pod, ch.Force})
+		evict = append(evict, victim{pod, ch.Force})
 	}
 	var mu sync.Mutex
 	deleted := 0
