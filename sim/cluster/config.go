@@ -28,6 +28,9 @@ type Config struct {
 	// the Lease's leaseDurationSeconds.
 	Network network.Model
 	// StartDelay is how long the sim's kubelet takes to start a bound pod.
+	// The default, 1 s, is a container start from an image already on the
+	// robot; the context goal (settle + 2 s) leaves 2 s for the eviction,
+	// the new pod, its scheduling and its start together.
 	StartDelay time.Duration
 	// LossAt are the times (from the scenario start) a robot is lost for
 	// good; SwitchAt the times a robot changes context.
@@ -77,7 +80,7 @@ func DefaultConfig() Config {
 		Robots:         50,
 		Duration:       3 * time.Minute,
 		Network:        m,
-		StartDelay:     2 * time.Second,
+		StartDelay:     time.Second,
 		LossAt:         []time.Duration{30 * time.Second, 45 * time.Second, 60 * time.Second, 75 * time.Second},
 		SwitchAt:       []time.Duration{40 * time.Second, 55 * time.Second, 70 * time.Second, 85 * time.Second},
 		Settle:         10 * time.Second,
