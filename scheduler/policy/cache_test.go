@@ -3,11 +3,13 @@ package policy
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"unique"
 
 	v1 "k8s.io/api/core/v1"
 	fwk "k8s.io/kube-scheduler/framework"
+	"k8s.io/kubernetes/pkg/scheduler/framework"
 	st "k8s.io/kubernetes/pkg/scheduler/testing"
 
 	"github.com/roam-dev/roam/policies"
@@ -197,5 +199,54 @@ func TestFrontCacheKeepsOnlyCurrentVersions(t *testing.T) {
 	}
 	if held != 1 {
 		t.Errorf("front cache holds %d entries for one node, want 1", held)
+	}
+}
+
+// Node versions whose generations fall in the same set of the front
+// cache both stay in it (two ways); a third evicts the least recently
+// stored, and a lookup of the evicted one still answers (from the map).
+func TestFrontCacheTwoWays(t *testing.T) {
+	pl := newTestPlugin(t, policyCM("hospital-apps", "medical-assistant", exampleData()))
+	state, status := preFilter(t, pl, assistantPod("ma-0"))
+	if !status.IsSuccess() {
+		t.Fatal(status)
+	}
+	ps := governing(state)
+	// Three generations in one set.
+	var gens []int64
+	for g := int64(1); len(gens) < 3; g++ {
+		if frontSet(g) == frontSet(1) {
+			gens = append(gens, g)
+		}
+	}
+	nis := make([]*framework.NodeInfo, 3)
+	for i := range nis {
+		nis[i] = nodeInfo(robotNode(fmt.Sprintf("r%d", i), "hospital", "1,1", "1"))
+		nis[i].Generation = gens[i]
+	}
+	set := frontSet(gens[0])
+	held := func() []string {
+		var names []string
+		for way := set; way < set+2; way++ {
+			if e := pl.envs.front[way].Load(); e != nil {
+				names = append(names, e.node.Name)
+			}
+		}
+		return names
+	}
+	a := pl.envs.get(nis[0], ps)
+	b := pl.envs.get(nis[1], ps)
+	if got := held(); !slices.Equal(got, []string{"r1", "r0"}) {
+		t.Fatalf("set holds %v, want [r1 r0]", got)
+	}
+	if pl.envs.get(nis[0], ps) != a || pl.envs.get(nis[1], ps) != b {
+		t.Fatal("a second lookup built a new entry")
+	}
+	pl.envs.get(nis[2], ps)
+	if got := held(); !slices.Equal(got, []string{"r2", "r1"}) {
+		t.Fatalf("after a third node the set holds %v, want [r2 r1]", got)
+	}
+	if pl.envs.get(nis[0], ps) != a {
+		t.Fatal("the evicted node's entry was rebuilt instead of found in the map")
 	}
 }
