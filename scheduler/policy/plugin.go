@@ -71,6 +71,16 @@ type Plugin struct {
 	envs      envCache
 	weights   capability.Weights // the built-in preferences' weights (args)
 	tables    tablePool
+	// current is the State of the cycle that wrote one last, so Filter
+	// and Score, called for every node, find it with one load instead of
+	// a lookup in the cycle state's sync.Map.
+	current atomic.Pointer[cycleState]
+}
+
+// cycleState pairs a cycle's state with the State RoamPolicy wrote in it.
+type cycleState struct {
+	state fwk.CycleState
+	s     *State
 }
 
 // worker is one goroutine's evaluator and environment: evaluation
@@ -99,6 +109,22 @@ func (s *State) Clone() fwk.StateData { return s }
 type device struct {
 	name unique.Handle[string]
 	free float64
+}
+
+// writeState leaves s in state and remembers it as the current cycle's.
+func (pl *Plugin) writeState(state fwk.CycleState, s *State) {
+	state.Write(stateKey, s)
+	pl.current.Store(&cycleState{state: state, s: s})
+}
+
+// stateOf returns the State in state: the current cycle's without a
+// lookup, any other (a clone the framework made for preemption or
+// nominated pods) from the cycle state.
+func (pl *Plugin) stateOf(state fwk.CycleState) (*State, bool) {
+	if c := pl.current.Load(); c != nil && c.state == state {
+		return c.s, true
+	}
+	return readState(state)
 }
 
 func readState(state fwk.CycleState) (*State, bool) {
@@ -193,7 +219,7 @@ func (pl *Plugin) PreFilter(_ context.Context, state fwk.CycleState, pod *v1.Pod
 	if s.scoring > 0 || s.want != nil {
 		s.scores = pl.tables.get()
 	}
-	state.Write(stateKey, s)
+	pl.writeState(state, s)
 	return nil, nil
 }
 
@@ -206,7 +232,7 @@ func (pl *Plugin) PreFilterExtensions() framework.PreFilterExtensions { return n
 // and measures what Score will need of a node that passes while its cache
 // entry is in the CPU cache.
 func (pl *Plugin) Filter(_ context.Context, state fwk.CycleState, _ *v1.Pod, nodeInfo fwk.NodeInfo) *fwk.Status {
-	s, ok := readState(state)
+	s, ok := pl.stateOf(state)
 	if !ok {
 		return fwk.AsStatus(fmt.Errorf("%s: no cycle state (PreFilter did not run)", Name))
 	}
@@ -285,13 +311,13 @@ func hasUnreachableTaint(node *v1.Node) bool {
 // when it opted in (roam.dev/target or roam.dev/prefer-features); with
 // nothing to score, Score is skipped.
 func (pl *Plugin) PreScore(_ context.Context, state fwk.CycleState, pod *v1.Pod, _ []fwk.NodeInfo) *fwk.Status {
-	s, ok := readState(state)
+	s, ok := pl.stateOf(state)
 	if !ok {
 		want := capability.WantOf(pod, pl.weights, false)
 		if want == nil {
 			return fwk.NewStatus(fwk.Skip)
 		}
-		state.Write(stateKey, &State{want: want, scores: pl.tables.get()})
+		pl.writeState(state, &State{want: want, scores: pl.tables.get()})
 		return nil
 	}
 	if s.scores == nil {
@@ -304,7 +330,7 @@ func (pl *Plugin) PreScore(_ context.Context, state fwk.CycleState, pod *v1.Pod,
 // (NormalizeScore reads it there): Filter's, or measured now for a node
 // Filter did not measure (a pod no policy governs, a full table).
 func (pl *Plugin) Score(_ context.Context, state fwk.CycleState, _ *v1.Pod, nodeInfo fwk.NodeInfo) (int64, *fwk.Status) {
-	s, ok := readState(state)
+	s, ok := pl.stateOf(state)
 	if !ok || s.scores == nil {
 		return 0, fwk.AsStatus(fmt.Errorf("%s: no cycle state (PreScore did not run)", Name))
 	}
@@ -375,7 +401,7 @@ func (pl *Plugin) ScoreExtensions() framework.ScoreExtensions { return pl }
 // capability.Want.Normalize; the two combined by policyWeight and the
 // built-in components' weights.
 func (pl *Plugin) NormalizeScore(_ context.Context, state fwk.CycleState, _ *v1.Pod, scores framework.NodeScoreList) *fwk.Status {
-	s, ok := readState(state)
+	s, ok := pl.stateOf(state)
 	if !ok || s.scores == nil {
 		return fwk.AsStatus(fmt.Errorf("%s: no cycle state (PreScore did not run)", Name))
 	}

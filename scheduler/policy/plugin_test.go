@@ -353,3 +353,42 @@ func TestMetricsRegistered(t *testing.T) {
 		}
 	}
 }
+
+// Filter finds each cycle's own State: the cycle RoamPolicy saw last by
+// a shortcut, an earlier one and a clone (preemption's dry runs) from the
+// cycle state itself.
+func TestFilterReadsItsOwnCycle(t *testing.T) {
+	pl := newTestPlugin(t,
+		policyCM("hospital-apps", "medical-assistant", exampleData()),
+		policyCM("hospital-apps", "store-only", map[string]string{
+			"match":   `pod.labels["app"] == "shelf-scanner"`,
+			"require": `node.context == "store"`,
+		}))
+	hospitalState, status := preFilter(t, pl, assistantPod("ma-0"))
+	if !status.IsSuccess() {
+		t.Fatal(status)
+	}
+	storeState, status := preFilter(t, pl, st.MakePod().Namespace("hospital-apps").Name("scan").Label("app", "shelf-scanner").Obj())
+	if !status.IsSuccess() {
+		t.Fatal(status)
+	}
+	hospital := nodeInfo(robotNode("h", "hospital", "1,1", "2"))
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name  string
+		state fwk.CycleState
+		pass  bool
+	}{
+		{"the last cycle", storeState, false},
+		{"an earlier cycle", hospitalState, true},
+		{"a clone of the last cycle", storeState.Clone(), false},
+		{"a clone of an earlier cycle", hospitalState.Clone(), true},
+	} {
+		if got := pl.Filter(ctx, tc.state, nil, hospital).IsSuccess(); got != tc.pass {
+			t.Errorf("%s: Filter on a hospital robot passed=%v, want %v", tc.name, got, tc.pass)
+		}
+	}
+	if pl.Filter(ctx, framework.NewCycleState(), nil, hospital).IsSuccess() {
+		t.Error("Filter passed with a cycle state PreFilter never saw")
+	}
+}
