@@ -103,10 +103,10 @@ func TestFilterManyPolicies(t *testing.T) {
 	}
 }
 
-// Filter scores the nodes it passes for Score to read; Score's answer is
-// the same with or without that, and follows a node change between the
-// two (a new generation) and a new cycle.
-func TestScoreFromFilter(t *testing.T) {
+// PreScore measures the node versions it is given, whether or not
+// Filter saw them: after Filter, without it, and after the node changed
+// between the two.
+func TestPreScoreMeasures(t *testing.T) {
 	pl := newTestPlugin(t, policyCM("hospital-apps", "medical-assistant", exampleData()))
 	fresh := newTestPlugin(t, policyCM("hospital-apps", "medical-assistant", exampleData()))
 	ctx := context.Background()
@@ -123,20 +123,13 @@ func TestScoreFromFilter(t *testing.T) {
 				t.Fatal(s)
 			}
 		}
-		if s := pl.PreScore(ctx, state, pod, nil); !s.IsSuccess() {
-			t.Fatal(s)
-		}
-		v, s := pl.Score(ctx, state, pod, ni)
-		if !s.IsSuccess() {
-			t.Fatal(s)
-		}
-		return measureOf(t, state, v).policy
+		return measureOf(t, pl, state, pod, ni).policy
 	}
 	if got, want := score(pl, true), score(fresh, false); got != want || got != 2*(10*2-5) {
 		t.Fatalf("score after Filter %v, without %v; want both %v", got, want, 2*(10*2-5))
 	}
-	// The node changes between Filter and Score (another cycle's pod took
-	// a camera): Score sees the new version.
+	// The node changes between Filter and PreScore (another cycle's pod
+	// took a camera): PreScore measures the new version.
 	state, _ := preFilter(t, pl, pod)
 	if s := pl.Filter(ctx, state, pod, ni); !s.IsSuccess() {
 		t.Fatal(s)
@@ -144,9 +137,8 @@ func TestScoreFromFilter(t *testing.T) {
 	holder := st.MakePod().Namespace("hospital-apps").Name("holder").Node("r").
 		Req(map[v1.ResourceName]string{"roam.dev/camera": "1"}).Obj()
 	ni.AddPod(holder)
-	v, s := pl.Score(ctx, state, pod, ni)
-	if got := measureOf(t, state, v).policy; !s.IsSuccess() || got != 2*(10*1-5) {
-		t.Fatalf("score after the node changed = %v, %v; want %v", got, s, 2*(10*1-5))
+	if got := measureOf(t, pl, state, pod, ni).policy; got != 2*(10*1-5) {
+		t.Fatalf("score after the node changed = %v; want %v", got, 2*(10*1-5))
 	}
 	// A new cycle for a pod with another target does not read the old
 	// cycle's score.
@@ -157,18 +149,17 @@ func TestScoreFromFilter(t *testing.T) {
 	}
 }
 
-// measureOf returns the measure Score's result v points at.
-func measureOf(t *testing.T, state fwk.CycleState, v int64) measure {
+// measureOf runs PreScore on ni alone and returns its measure.
+func measureOf(t *testing.T, pl *Plugin, state fwk.CycleState, pod *v1.Pod, ni fwk.NodeInfo) measure {
 	t.Helper()
+	if s := pl.PreScore(context.Background(), state, pod, []fwk.NodeInfo{ni}); !s.IsSuccess() {
+		t.Fatal(s)
+	}
 	s, ok := readState(state)
-	if !ok || s.scores == nil {
-		t.Fatal("no score table in the cycle state")
+	if !ok || s.measures == nil || len(s.measures.ms) != 1 || s.measures.names[0] != ni.Node().Name {
+		t.Fatal("PreScore left no measure of the node in the cycle state")
 	}
-	m, ok := s.scores.at(v)
-	if !ok {
-		t.Fatalf("Score returned %d: no measure there", v)
-	}
-	return m
+	return s.measures.ms[0]
 }
 
 // The front cache holds at most the current version of each node: a node

@@ -4,7 +4,9 @@
 // rejects robots tainted roam.dev/unreachable; Score adds the policies'
 // scores by weight and roam's built-in preferences (package capability:
 // free devices, preferred NFD features, nearness to the pod's target),
-// normalized to 0..100. A pod no policy governs and that carries no roam
+// normalized to 0..100. Filter decides, PreScore measures every feasible
+// node once (in one pass, while the cache entries Filter read are still in
+// the CPU caches), and NormalizeScore turns the measures into scores. A pod no policy governs and that carries no roam
 // annotation is skipped at every extension point, so roam-scheduler
 // places it exactly as the default profile would.
 package policy
@@ -70,7 +72,7 @@ type Plugin struct {
 	workers   sync.Pool             // *worker: Filter and Score run in parallel
 	envs      envCache
 	weights   capability.Weights // the built-in preferences' weights (args)
-	tables    tablePool
+	measures  measurePool
 	// current is the State of the cycle that wrote one last, so Filter
 	// and Score, called for every node, find it with one load instead of
 	// a lookup in the cycle state's sync.Map.
@@ -97,11 +99,15 @@ type State struct {
 	pod      policies.PodEnv
 	scoring  int              // how many of policies have a score (0 when policyWeight is 0)
 	want     *capability.Want // roam's built-in preferences (nil: none apply)
-	scores   *scoreTable      // what Filter measured, for Score (nil: nothing to score)
+	measures *measures        // PreScore's, for NormalizeScore
 }
 
+// scores reports whether anything scores the pod.
+func (s *State) scores() bool { return s.scoring > 0 || s.want != nil }
+
 // Clone implements fwk.StateData; State is read-only after PreFilter but
-// for its score table, which one cycle fills and reads.
+// for its measures, which one cycle's PreScore fills and NormalizeScore
+// reads.
 func (s *State) Clone() fwk.StateData { return s }
 
 // device is a node's free units of one extended resource, its name
@@ -216,9 +222,6 @@ func (pl *Plugin) PreFilter(_ context.Context, state fwk.CycleState, pod *v1.Pod
 			}
 		}
 	}
-	if s.scoring > 0 || s.want != nil {
-		s.scores = pl.tables.get()
-	}
 	pl.writeState(state, s)
 	return nil, nil
 }
@@ -228,9 +231,7 @@ func (pl *Plugin) PreFilter(_ context.Context, state fwk.CycleState, pod *v1.Pod
 // NodeInfo the framework passes, which includes added/removed pods).
 func (pl *Plugin) PreFilterExtensions() framework.PreFilterExtensions { return nil }
 
-// Filter requires every governing policy's require on nodeInfo's node,
-// and measures what Score will need of a node that passes while its cache
-// entry is in the CPU cache.
+// Filter requires every governing policy's require on nodeInfo's node.
 func (pl *Plugin) Filter(_ context.Context, state fwk.CycleState, _ *v1.Pod, nodeInfo fwk.NodeInfo) *fwk.Status {
 	s, ok := pl.stateOf(state)
 	if !ok {
@@ -248,13 +249,7 @@ func (pl *Plugin) Filter(_ context.Context, state fwk.CycleState, _ *v1.Pod, nod
 	if sample {
 		start = time.Now()
 	}
-	e := pl.envs.get(nodeInfo, s.policies)
-	status := pl.require(s, e)
-	if status.IsSuccess() && s.scores != nil {
-		// Score (after all Filters, when the entry is no longer in the
-		// CPU cache) reads the result from the cycle's table.
-		s.scores.put(e.gen, pl.measure(s, e), false)
-	}
+	status := pl.require(s, pl.envs.get(nodeInfo, s.policies))
 	if sample {
 		pl.metrics.duration.Observe(time.Since(start).Seconds())
 	}
@@ -306,62 +301,72 @@ func hasUnreachableTaint(node *v1.Node) bool {
 	return false
 }
 
-// PreScore decides what scores the pod: its policies' scores and roam's
-// built-in preferences. A pod no policy governs gets the built-in ones
+// PreScore decides what scores the pod, its policies' scores and roam's
+// built-in preferences, and measures every feasible node for
+// NormalizeScore. A pod no policy governs gets the built-in preferences
 // when it opted in (roam.dev/target or roam.dev/prefer-features); with
 // nothing to score, Score is skipped.
-func (pl *Plugin) PreScore(_ context.Context, state fwk.CycleState, pod *v1.Pod, _ []fwk.NodeInfo) *fwk.Status {
+func (pl *Plugin) PreScore(_ context.Context, state fwk.CycleState, pod *v1.Pod, nodes []fwk.NodeInfo) *fwk.Status {
 	s, ok := pl.stateOf(state)
 	if !ok {
 		want := capability.WantOf(pod, pl.weights, false)
 		if want == nil {
 			return fwk.NewStatus(fwk.Skip)
 		}
-		pl.writeState(state, &State{want: want, scores: pl.tables.get()})
-		return nil
+		s = &State{want: want}
+		pl.writeState(state, s)
 	}
-	if s.scores == nil {
+	if !s.scores() {
 		return fwk.NewStatus(fwk.Skip)
 	}
+	t, err := pl.measureAll(state, s, nodes)
+	if err != nil {
+		return fwk.AsStatus(err)
+	}
+	s.measures = t
 	return nil
 }
 
-// Score returns the index of nodeInfo's measure in the cycle's table
-// (NormalizeScore reads it there): Filter's, or measured now for a node
-// Filter did not measure (a pod no policy governs, a full table).
-func (pl *Plugin) Score(_ context.Context, state fwk.CycleState, _ *v1.Pod, nodeInfo fwk.NodeInfo) (int64, *fwk.Status) {
-	s, ok := pl.stateOf(state)
-	if !ok || s.scores == nil {
-		return 0, fwk.AsStatus(fmt.Errorf("%s: no cycle state (PreScore did not run)", Name))
-	}
-	if i, ok := s.scores.find(nodeInfo.GetGeneration()); ok {
-		return i, nil
-	}
-	if nodeInfo.Node() == nil {
-		return 0, fwk.AsStatus(fmt.Errorf("%s: node not found", Name))
-	}
+// measureAll measures nodes in one pass. The nodes passed Filter moments
+// ago, so their cache entries are likely still in the CPU caches, and a
+// tight loop overlaps the loads of those that are not.
+func (pl *Plugin) measureAll(state fwk.CycleState, s *State, nodes []fwk.NodeInfo) (*measures, error) {
 	var start time.Time
 	sample := state.ShouldRecordPluginMetrics()
 	if sample {
 		start = time.Now()
 	}
-	e := pl.envs.get(nodeInfo, s.policies)
-	i := s.scores.put(e.gen, pl.measure(s, e), true)
-	if sample {
-		pl.metrics.duration.Observe(time.Since(start).Seconds())
+	t := pl.measures.get()
+	w := pl.getWorker()
+	defer pl.putWorker(w)
+	for _, ni := range nodes {
+		node := ni.Node()
+		if node == nil {
+			pl.measures.put(t)
+			return nil, fmt.Errorf("%s: node not found", Name)
+		}
+		t.names = append(t.names, node.Name)
+		t.ms = append(t.ms, pl.measure(w, s, pl.envs.get(ni, s.policies)))
 	}
-	return i, nil
+	if sample && len(nodes) > 0 {
+		pl.metrics.duration.Observe(time.Since(start).Seconds() / float64(len(nodes)))
+	}
+	return t, nil
 }
 
-// measure is what Score needs of e's node: the weighted sum of the
-// policies' scores (NaN when one fails to evaluate) and the built-in
+// Score does nothing: PreScore measured every feasible node, and
+// NormalizeScore turns the measures into scores.
+func (pl *Plugin) Score(context.Context, fwk.CycleState, *v1.Pod, fwk.NodeInfo) (int64, *fwk.Status) {
+	return 0, nil
+}
+
+// measure is what NormalizeScore needs of e's node: the weighted sum of
+// the policies' scores (NaN when one fails to evaluate) and the built-in
 // preferences' raw components.
-func (pl *Plugin) measure(s *State, e *envEntry) measure {
+func (pl *Plugin) measure(w *worker, s *State, e *envEntry) measure {
 	var m measure
 	if s.scoring > 0 {
-		w := pl.getWorker()
 		m.policy = pl.score(w, s, e)
-		pl.putWorker(w)
 	}
 	if s.want != nil {
 		m.capability = s.want.Measure(e.location(), e.labels, e)
@@ -392,7 +397,7 @@ func (pl *Plugin) score(w *worker, s *State, e *envEntry) float64 {
 // ScoreExtensions implements framework.ScorePlugin.
 func (pl *Plugin) ScoreExtensions() framework.ScoreExtensions { return pl }
 
-// NormalizeScore turns the measures Score pointed at into 0..100: the
+// NormalizeScore turns PreScore's measures into 0..100: the
 // policies' weighted sums, compressed with the signed logarithm
 // sign(s)·ln(1+|s|) so one huge penalty (say an unknown location's
 // distance) does not flatten the differences between the others, then
@@ -402,18 +407,21 @@ func (pl *Plugin) ScoreExtensions() framework.ScoreExtensions { return pl }
 // built-in components' weights.
 func (pl *Plugin) NormalizeScore(_ context.Context, state fwk.CycleState, _ *v1.Pod, scores framework.NodeScoreList) *fwk.Status {
 	s, ok := pl.stateOf(state)
-	if !ok || s.scores == nil {
+	if !ok || s.measures == nil {
 		return fwk.AsStatus(fmt.Errorf("%s: no cycle state (PreScore did not run)", Name))
 	}
-	t := s.scores
+	t := s.measures
+	s.measures = nil // this cycle is done with them
+	defer pl.measures.put(t)
 	n := len(scores)
 	t.raws, t.pol, t.capab = slices.Grow(t.raws[:0], n)[:n], slices.Grow(t.pol[:0], n)[:n], slices.Grow(t.capab[:0], n)[:n]
+	var byName map[string]int
 	for i := range scores {
-		m, ok := t.at(scores[i].Score)
+		j, ok := t.find(i, scores[i].Name, &byName)
 		if !ok {
 			return fwk.AsStatus(fmt.Errorf("%s: node %s has no measure in this cycle", Name, scores[i].Name))
 		}
-		t.raws[i], t.pol[i] = m.capability, m.policy
+		t.raws[i], t.pol[i] = t.ms[j].capability, t.ms[j].policy
 	}
 	var policyW int64
 	var lo, hi float64
@@ -448,8 +456,6 @@ func (pl *Plugin) NormalizeScore(_ context.Context, state fwk.CycleState, _ *v1.
 		}
 		scores[i].Score = total
 	}
-	s.scores = nil // this cycle is done with it
-	pl.tables.put(t)
 	return nil
 }
 

@@ -161,9 +161,6 @@ func TestScore(t *testing.T) {
 	if !status.IsSuccess() {
 		t.Fatal(status)
 	}
-	if s := pl.PreScore(context.Background(), state, pod, nil); !s.IsSuccess() {
-		t.Fatal(s)
-	}
 	nodes := []*v1.Node{
 		robotNode("near", "hospital", "3,4", "1"),   // 2*(10*1 - 5)   = 10
 		robotNode("far", "hospital", "30,40", "2"),  // 2*(10*2 - 50)  = -60
@@ -171,17 +168,23 @@ func TestScore(t *testing.T) {
 		robotNode("lost", "hospital", "", "2"),      // 2*(20 - 1e6): unknown location
 		robotNode("near2", "hospital", "0,-5", "1"), // 10
 	}
-	var scores framework.NodeScoreList
+	var infos []fwk.NodeInfo
 	for _, n := range nodes {
-		s, status := pl.Score(context.Background(), state, pod, nodeInfo(n))
+		infos = append(infos, nodeInfo(n))
+	}
+	if s := pl.PreScore(context.Background(), state, pod, infos); !s.IsSuccess() {
+		t.Fatal(s)
+	}
+	if s, _ := readState(state); s.measures == nil || s.measures.ms[0].policy != 10 {
+		t.Fatalf("PreScore's measures %+v; want near's policy score 10 first", s.measures)
+	}
+	var scores framework.NodeScoreList
+	for _, ni := range infos {
+		s, status := pl.Score(context.Background(), state, pod, ni)
 		if !status.IsSuccess() {
 			t.Fatal(status)
 		}
-		scores = append(scores, framework.NodeScore{Name: n.Name, Score: s})
-	}
-	s, _ := readState(state)
-	if m, ok := s.scores.at(scores[0].Score); !ok || m.policy != 10 {
-		t.Fatalf("measure of near = %+v, %v; want policy score 10", m, ok)
+		scores = append(scores, framework.NodeScore{Name: ni.Node().Name, Score: s})
 	}
 	if s := pl.NormalizeScore(context.Background(), state, pod, scores); !s.IsSuccess() {
 		t.Fatal(s)
@@ -209,12 +212,15 @@ func TestScoreSkippedWithoutScoreExpression(t *testing.T) {
 
 func TestNormalizeScoreErrorsAndTies(t *testing.T) {
 	pl := newTestPlugin(t)
-	s := &State{scoring: 1, scores: pl.tables.get()}
+	s := &State{scoring: 1}
 	state := framework.NewCycleState()
 	state.Write(stateKey, s)
 	var scores framework.NodeScoreList
+	s.measures = pl.measures.get()
 	for i, v := range []float64{5, math.NaN(), 5} {
-		scores = append(scores, framework.NodeScore{Name: fmt.Sprint(i), Score: s.scores.put(int64(i+1), measure{policy: v}, true)})
+		s.measures.names = append(s.measures.names, fmt.Sprint(i))
+		s.measures.ms = append(s.measures.ms, measure{policy: v})
+		scores = append(scores, framework.NodeScore{Name: fmt.Sprint(i)})
 	}
 	if st := pl.NormalizeScore(context.Background(), state, nil, scores); !st.IsSuccess() {
 		t.Fatal(st)
@@ -222,10 +228,14 @@ func TestNormalizeScoreErrorsAndTies(t *testing.T) {
 	if scores[0].Score != 100 || scores[1].Score != 0 || scores[2].Score != 100 {
 		t.Fatalf("scores %v: want ties 100, errors 0", scores)
 	}
-	// A score that is no index of this cycle's measures is an error.
-	s.scores = pl.tables.get()
-	if st := pl.NormalizeScore(context.Background(), state, nil, framework.NodeScoreList{{Name: "x", Score: 7}}); st.IsSuccess() {
-		t.Fatal("NormalizeScore of an unknown index succeeded")
+	if st := pl.NormalizeScore(context.Background(), state, nil, scores); st.IsSuccess() {
+		t.Fatal("NormalizeScore ran twice on one PreScore's measures")
+	}
+	// A node PreScore did not measure is an error.
+	s.measures = pl.measures.get()
+	s.measures.names, s.measures.ms = append(s.measures.names, "y"), append(s.measures.ms, measure{})
+	if st := pl.NormalizeScore(context.Background(), state, nil, framework.NodeScoreList{{Name: "x"}}); st.IsSuccess() {
+		t.Fatal("NormalizeScore of a node PreScore did not measure succeeded")
 	}
 }
 

@@ -96,14 +96,14 @@ func TestScoreCombinesPoliciesAndPreferences(t *testing.T) {
 	}
 }
 
-// Score measures a node Filter did not (or could not, beyond the table's
-// slots) just as Filter would: a cycle over more nodes than the table
-// holds, or without Filter, scores as one with it.
-func TestScoreWithoutFilterMeasure(t *testing.T) {
+// A cycle without Filter (a pod no policy governs) scores as one with it,
+// and NormalizeScore finds each node's measure when its list is not in
+// PreScore's order.
+func TestScoreWithoutFilterAndOutOfOrder(t *testing.T) {
 	pl := newTestPlugin(t, policyCM("hospital-apps", "medical-assistant", exampleData()))
 	pod := assistantPod("ma-0")
 	var nodes []*framework.NodeInfo
-	for i := 0; i < tableSize+500; i++ {
+	for i := 0; i < 600; i++ {
 		nodes = append(nodes, nodeInfo(robotNode(fmt.Sprintf("r%04d", i), "hospital", fmt.Sprintf("%d,%d", i%50+1, i/50), fmt.Sprint(1+i%3))))
 	}
 	withFilter := cycle(t, pl, pod, true, nodes...)
@@ -121,50 +121,36 @@ func TestScoreWithoutFilterMeasure(t *testing.T) {
 	if best == 0 {
 		t.Fatal("every node scored 0")
 	}
-}
 
-func TestScoreTable(t *testing.T) {
-	var tp tablePool
-	tb := tp.get()
-	i := tb.put(42, measure{policy: 1}, false)
-	if j, ok := tb.find(42); !ok || j != i {
-		t.Fatalf("find(42) = %d, %v; put returned %d", j, ok, i)
+	ctx := context.Background()
+	state, status := preFilter(t, pl, pod)
+	if !status.IsSuccess() {
+		t.Fatal(status)
 	}
-	if _, ok := tb.find(43); ok {
-		t.Fatal("found a generation never put")
+	var infos []fwk.NodeInfo
+	for _, ni := range nodes {
+		infos = append(infos, ni)
 	}
-	if tb.put(0, measure{}, false) != -1 {
-		t.Fatal("generation 0 (no node version) took a slot")
+	if s := pl.PreScore(ctx, state, pod, infos); !s.IsSuccess() {
+		t.Fatal(s)
 	}
-	k := tb.put(0, measure{policy: 7}, true)
-	if m, ok := tb.at(k); k >= 0 || !ok || m.policy != 7 {
-		t.Fatalf("spilled measure at %d: %+v, %v", k, m, ok)
+	list := make(framework.NodeScoreList, len(nodes))
+	for i := range nodes {
+		list[len(nodes)-1-i] = framework.NodeScore{Name: nodes[i].Node().Name}
 	}
-	// Fill the table: puts that find no slot fail unless they may spill.
-	failed := 0
-	for g := int64(1000); g < 1000+2*tableSize; g++ {
-		if tb.put(g, measure{policy: float64(g)}, false) < 0 {
-			failed++
-		} else if j, ok := tb.find(g); !ok {
-			t.Fatalf("generation %d put but not found", g)
-		} else if m, _ := tb.at(j); m.policy != float64(g) {
-			t.Fatalf("generation %d: measure %v", g, m.policy)
-		}
+	if s := pl.NormalizeScore(ctx, state, pod, list); !s.IsSuccess() {
+		t.Fatal(s)
 	}
-	if failed == 0 {
-		t.Fatal("a table of 2048 slots took 4096 generations")
-	}
-	tp.put(tb)
-	if tb := tp.get(); tb != nil {
-		if _, ok := tb.find(42); ok {
-			t.Fatal("a recycled table kept a measure")
+	for _, s := range list {
+		if s.Score != withFilter[s.Name] {
+			t.Fatalf("%s: %d in reverse order, %d in order", s.Name, s.Score, withFilter[s.Name])
 		}
 	}
 }
 
-// Filter and Score run on many goroutines, as the framework runs them:
-// the cycle's table gives the same scores as a cycle run on one goroutine
-// (run with -race to check the table's synchronization).
+// Filter and Score run on many goroutines, as the framework runs them,
+// and give the same scores as a cycle run on one goroutine (run with -race
+// to check the cache's synchronization).
 func TestParallelCycle(t *testing.T) {
 	pl := newTestPlugin(t, policyCM("hospital-apps", "medical-assistant", exampleData()))
 	pod := assistantPod("ma-0")
@@ -187,7 +173,11 @@ func TestParallelCycle(t *testing.T) {
 			t.Errorf("Filter %d: %v", i, s)
 		}
 	})
-	if s := pl.PreScore(ctx, state, pod, nil); !s.IsSuccess() {
+	infos := make([]fwk.NodeInfo, len(nodes))
+	for i, ni := range nodes {
+		infos[i] = ni
+	}
+	if s := pl.PreScore(ctx, state, pod, infos); !s.IsSuccess() {
 		t.Fatal(s)
 	}
 	list := make(framework.NodeScoreList, len(nodes))
