@@ -6,9 +6,10 @@
 // free devices, preferred NFD features, nearness to the pod's target),
 // normalized to 0..100. Filter decides, PreScore measures every feasible
 // node once (in one pass, while the cache entries Filter read are still in
-// the CPU caches), and NormalizeScore turns the measures into scores. A pod no policy governs and that carries no roam
-// annotation is skipped at every extension point, so roam-scheduler
-// places it exactly as the default profile would.
+// the CPU caches), and NormalizeScore turns the measures into scores. A
+// pod no policy governs and that carries no roam annotation is skipped at
+// every extension point, so roam-scheduler places it exactly as the
+// default profile would.
 package policy
 
 import (
@@ -69,13 +70,13 @@ type Plugin struct {
 	metrics   *counters
 	podLister corelisters.PodLister // the scheduler's pods (nil without an informer factory)
 	podsSync  cache.InformerSynced  // true once the scheduler runs
-	workers   sync.Pool             // *worker: Filter and Score run in parallel
+	workers   sync.Pool             // *worker: Filter runs in parallel
 	envs      envCache
 	weights   capability.Weights // the built-in preferences' weights (args)
 	measures  measurePool
-	// current is the State of the cycle that wrote one last, so Filter
-	// and Score, called for every node, find it with one load instead of
-	// a lookup in the cycle state's sync.Map.
+	// current is the State of the cycle that wrote one last, so Filter,
+	// called for every node, finds it with one load instead of a lookup
+	// in the cycle state's sync.Map.
 	current atomic.Pointer[cycleState]
 }
 
