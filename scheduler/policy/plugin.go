@@ -416,9 +416,8 @@ func (pl *Plugin) NormalizeScore(_ context.Context, state fwk.CycleState, _ *v1.
 	defer pl.measures.put(t)
 	n := len(scores)
 	t.raws, t.pol, t.capab = slices.Grow(t.raws[:0], n)[:n], slices.Grow(t.pol[:0], n)[:n], slices.Grow(t.capab[:0], n)[:n]
-	var byName map[string]int
 	for i := range scores {
-		j, ok := t.find(i, scores[i].Name, &byName)
+		j, ok := t.find(i, scores[i].Name)
 		if !ok {
 			return fwk.AsStatus(fmt.Errorf("%s: node %s has no measure in this cycle", Name, scores[i].Name))
 		}

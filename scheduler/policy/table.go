@@ -18,6 +18,9 @@ type measure struct {
 type measures struct {
 	names []string
 	ms    []measure
+	// byName indexes names, built only when NormalizeScore meets a node
+	// out of PreScore's order.
+	byName map[string]int
 	// NormalizeScore's scratch space, kept with the measures for reuse.
 	raws  []capability.Raw
 	pol   []float64
@@ -25,17 +28,19 @@ type measures struct {
 }
 
 // find returns the index of node name's measure, trying i first.
-func (t *measures) find(i int, name string, byName *map[string]int) (int, bool) {
+func (t *measures) find(i int, name string) (int, bool) {
 	if i < len(t.names) && t.names[i] == name {
 		return i, true
 	}
-	if *byName == nil {
-		*byName = make(map[string]int, len(t.names))
+	if len(t.byName) == 0 {
+		if t.byName == nil {
+			t.byName = make(map[string]int, len(t.names))
+		}
 		for j, n := range t.names {
-			(*byName)[n] = j
+			t.byName[n] = j
 		}
 	}
-	j, ok := (*byName)[name]
+	j, ok := t.byName[name]
 	return j, ok
 }
 
@@ -52,6 +57,7 @@ func (mp *measurePool) get() *measures {
 // put empties t and keeps it for another cycle.
 func (mp *measurePool) put(t *measures) {
 	clear(t.names) // no node names kept alive
+	clear(t.byName)
 	t.names, t.ms = t.names[:0], t.ms[:0]
 	mp.p.Put(t)
 }
