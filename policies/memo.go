@@ -297,6 +297,13 @@ func (m *NodeMemo) Policy() *Policy {
 // HasRequire reports whether the policy has a require expression.
 func (p *Policy) HasRequire() bool { return p.require != nil }
 
+// NodeOnlyRequire reports whether the policy's require reads the node and
+// nothing of the pod, so its result on a node version is the same for
+// every pod (MemoRequire answers it from any memo of that version).
+func (p *Policy) NodeOnlyRequire() bool {
+	return p.require != nil && p.require.memo != nil && p.require.memo.whole
+}
+
 // setMemo prepares ev's scratch environment for plan: the slots, the pod,
 // and the node only when plan still reads it.
 func (ev *Evaluator) setMemo(plan *memoPlan, slots []slot, node *NodeEnv, pod *PodEnv) {

@@ -52,6 +52,9 @@ func TestMemoAgreesWithFullEvaluation(t *testing.T) {
 					if known != tc.nodeOnly || (known && memo != want) {
 						t.Fatalf("MemoRequire = %v, %v; want known %v and %v", memo, known, tc.nodeOnly, want)
 					}
+					if p.NodeOnlyRequire() != tc.nodeOnly {
+						t.Fatalf("NodeOnlyRequire = %v, want %v", p.NodeOnlyRequire(), tc.nodeOnly)
+					}
 					return
 				}
 				want, err := p.Score(ev, env)

@@ -21,6 +21,9 @@ type measures struct {
 	// byName indexes names, built only when NormalizeScore meets a node
 	// out of PreScore's order.
 	byName map[string]int
+	// PreScore's scratch space.
+	gens    []int64
+	entries []*envEntry
 	// NormalizeScore's scratch space, kept with the measures for reuse.
 	raws  []capability.Raw
 	pol   []float64
@@ -56,7 +59,8 @@ func (mp *measurePool) get() *measures {
 
 // put empties t and keeps it for another cycle.
 func (mp *measurePool) put(t *measures) {
-	clear(t.names) // no node names kept alive
+	clear(t.names) // no node names or cache entries kept alive
+	clear(t.entries)
 	clear(t.byName)
 	t.names, t.ms = t.names[:0], t.ms[:0]
 	mp.p.Put(t)

@@ -4,9 +4,10 @@
 // rejects robots tainted roam.dev/unreachable; Score adds the policies'
 // scores by weight and roam's built-in preferences (package capability:
 // free devices, preferred NFD features, nearness to the pod's target),
-// normalized to 0..100. Filter decides, PreScore measures every feasible
-// node once (in one pass, while the cache entries Filter read are still in
-// the CPU caches), and NormalizeScore turns the measures into scores. A
+// normalized to 0..100. Filter decides (from a policy's verdict table
+// when its require reads only the node, see verdicts.go), PreScore
+// measures every feasible node once (in passes that keep many memory loads
+// in flight), and NormalizeScore turns the measures into scores. A
 // pod no policy governs and that carries no roam annotation is skipped at
 // every extension point, so roam-scheduler places it exactly as the
 // default profile would.
@@ -72,6 +73,7 @@ type Plugin struct {
 	podsSync  cache.InformerSynced  // true once the scheduler runs
 	workers   sync.Pool             // *worker: Filter runs in parallel
 	envs      envCache
+	verdicts  verdictTables
 	weights   capability.Weights // the built-in preferences' weights (args)
 	measures  measurePool
 	// current is the State of the cycle that wrote one last, so Filter,
@@ -97,6 +99,9 @@ type worker struct {
 // leaves in the cycle state.
 type State struct {
 	policies []*policies.Policy // govern the pod (sorted by key); all requires must hold
+	// verdicts are the policies' verdict tables (nil for a policy without
+	// require), or nil when a require reads the pod.
+	verdicts []*verdictTable
 	pod      policies.PodEnv
 	scoring  int              // how many of policies have a score (0 when policyWeight is 0)
 	want     *capability.Want // roam's built-in preferences (nil: none apply)
@@ -215,7 +220,8 @@ func (pl *Plugin) PreFilter(_ context.Context, state fwk.CycleState, pod *v1.Pod
 	if len(res.Policies) == 0 {
 		return nil, fwk.NewStatus(fwk.Skip)
 	}
-	s := &State{policies: res.Policies, pod: policies.PodEnvFor(pod), want: capability.WantOf(pod, pl.weights, true)}
+	s := &State{policies: res.Policies, verdicts: pl.verdicts.forPolicies(res.Policies),
+		pod: policies.PodEnvFor(pod), want: capability.WantOf(pod, pl.weights, true)}
 	if *pl.args.PolicyWeight > 0 {
 		for _, p := range res.Policies {
 			if p.HasScore {
@@ -250,16 +256,41 @@ func (pl *Plugin) Filter(_ context.Context, state fwk.CycleState, _ *v1.Pod, nod
 	if sample {
 		start = time.Now()
 	}
-	status := pl.require(s, pl.envs.get(nodeInfo, s.policies))
+	status, known := s.verdict(nodeInfo.GetGeneration())
+	if !known {
+		status = pl.require(s, pl.envs.get(nodeInfo, s.policies))
+	}
 	if sample {
 		pl.metrics.duration.Observe(time.Since(start).Seconds())
 	}
 	return status
 }
 
+// verdict answers Filter from the verdict tables, when every policy's
+// result on node version gen is recorded there.
+func (s *State) verdict(gen int64) (status *fwk.Status, known bool) {
+	if s.verdicts == nil {
+		return nil, false
+	}
+	for i, t := range s.verdicts {
+		if t == nil {
+			continue
+		}
+		ok, known := t.lookup(gen)
+		if !known {
+			return nil, false
+		}
+		if !ok {
+			return fwk.NewStatus(fwk.Unschedulable, ReasonRequireFalse(s.policies[i].Key())), true
+		}
+	}
+	return nil, true
+}
+
 // require checks every policy's require on e's node: from the node's memo
 // when the require reads only the node (evaluated, and counted, once per
-// node version), else evaluated for the pod.
+// node version, and recorded in the policy's verdict table), else
+// evaluated for the pod.
 func (pl *Plugin) require(s *State, e *envEntry) *fwk.Status {
 	var w *worker
 	defer func() {
@@ -267,9 +298,12 @@ func (pl *Plugin) require(s *State, e *envEntry) *fwk.Status {
 			pl.putWorker(w)
 		}
 	}()
-	for _, p := range s.policies {
+	for i, p := range s.policies {
 		m := e.memo(p)
 		ok, known := p.MemoRequire(m)
+		if known && s.verdicts != nil && s.verdicts[i] != nil {
+			s.verdicts[i].record(e.gen, ok)
+		}
 		if !known {
 			if w == nil {
 				w = pl.getWorker()
@@ -328,9 +362,8 @@ func (pl *Plugin) PreScore(_ context.Context, state fwk.CycleState, pod *v1.Pod,
 	return nil
 }
 
-// measureAll measures nodes in one pass. The nodes passed Filter moments
-// ago, so their cache entries are likely still in the CPU caches, and a
-// tight loop overlaps the loads of those that are not.
+// measureAll measures nodes: it finds all their cache entries first
+// (envCache.getAll), then measures each.
 func (pl *Plugin) measureAll(state fwk.CycleState, s *State, nodes []fwk.NodeInfo) (*measures, error) {
 	var start time.Time
 	sample := state.ShouldRecordPluginMetrics()
@@ -338,8 +371,6 @@ func (pl *Plugin) measureAll(state fwk.CycleState, s *State, nodes []fwk.NodeInf
 		start = time.Now()
 	}
 	t := pl.measures.get()
-	w := pl.getWorker()
-	defer pl.putWorker(w)
 	for _, ni := range nodes {
 		node := ni.Node()
 		if node == nil {
@@ -347,7 +378,13 @@ func (pl *Plugin) measureAll(state fwk.CycleState, s *State, nodes []fwk.NodeInf
 			return nil, fmt.Errorf("%s: node not found", Name)
 		}
 		t.names = append(t.names, node.Name)
-		t.ms = append(t.ms, pl.measure(w, s, pl.envs.get(ni, s.policies)))
+	}
+	t.gens, t.entries = slices.Grow(t.gens[:0], len(nodes))[:len(nodes)], slices.Grow(t.entries[:0], len(nodes))[:len(nodes)]
+	pl.envs.getAll(nodes, s.policies, t.gens, t.entries)
+	w := pl.getWorker()
+	defer pl.putWorker(w)
+	for _, e := range t.entries {
+		t.ms = append(t.ms, pl.measure(w, s, e))
 	}
 	if sample && len(nodes) > 0 {
 		pl.metrics.duration.Observe(time.Since(start).Seconds() / float64(len(nodes)))
@@ -620,6 +657,23 @@ func (c *envCache) get(ni fwk.NodeInfo, ps []*policies.Policy) *envEntry {
 		}
 	}
 	return c.getSlow(ni, node, gen, set, ps)
+}
+
+// getAll is get for each of nodes (into out; gens is scratch space), in
+// passes whose memory loads do not depend on each other, so that the CPU
+// has many cache misses in flight at once instead of one after another:
+// the front slots of all nodes, then the entries they point to.
+func (c *envCache) getAll(nodes []fwk.NodeInfo, ps []*policies.Policy, gens []int64, out []*envEntry) {
+	for i, ni := range nodes {
+		gen := ni.GetGeneration()
+		gens[i] = gen
+		out[i] = c.front[frontSet(gen)].Load()
+	}
+	for i, ni := range nodes {
+		if e := out[i]; e == nil || e.gen != gens[i] || e.node != ni.Node() || !e.hasAll(ps) {
+			out[i] = c.get(ni, ps)
+		}
+	}
 }
 
 // remember puts e in its set's first way; the entry there moves to the
