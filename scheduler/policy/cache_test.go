@@ -156,7 +156,7 @@ func measureOf(t *testing.T, pl *Plugin, state fwk.CycleState, pod *v1.Pod, ni f
 		t.Fatal(s)
 	}
 	s, ok := readState(state)
-	if !ok || s.measures == nil || len(s.measures.ms) != 1 || s.measures.names[0] != ni.Node().Name {
+	if !ok || s.measures == nil || len(s.measures.ms) != 1 || s.measures.nodes[0] != ni.Node() {
 		t.Fatal("PreScore left no measure of the node in the cycle state")
 	}
 	return s.measures.ms[0]

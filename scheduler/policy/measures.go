@@ -3,6 +3,8 @@ package policy
 import (
 	"sync"
 
+	v1 "k8s.io/api/core/v1"
+
 	"github.com/roam-dev/roam/scheduler/capability"
 )
 
@@ -16,10 +18,13 @@ type measure struct {
 // PreScore got the nodes, which is the order of NormalizeScore's list
 // (NormalizeScore checks each name and looks up any that differ).
 type measures struct {
-	names []string
+	// nodes are the measured nodes' objects, kept rather than their names
+	// so that PreScore does not read the objects (NormalizeScore does,
+	// after the score plugins have).
+	nodes []*v1.Node
 	ms    []measure
-	// byName indexes names, built only when NormalizeScore meets a node
-	// out of PreScore's order.
+	// byName indexes nodes by name, built only when NormalizeScore meets a
+	// node out of PreScore's order.
 	byName map[string]int
 	// PreScore's scratch space.
 	gens    []int64
@@ -32,15 +37,15 @@ type measures struct {
 
 // find returns the index of node name's measure, trying i first.
 func (t *measures) find(i int, name string) (int, bool) {
-	if i < len(t.names) && t.names[i] == name {
+	if i < len(t.nodes) && t.nodes[i].Name == name {
 		return i, true
 	}
 	if len(t.byName) == 0 {
 		if t.byName == nil {
-			t.byName = make(map[string]int, len(t.names))
+			t.byName = make(map[string]int, len(t.nodes))
 		}
-		for j, n := range t.names {
-			t.byName[n] = j
+		for j, n := range t.nodes {
+			t.byName[n.Name] = j
 		}
 	}
 	j, ok := t.byName[name]
@@ -57,11 +62,12 @@ func (mp *measurePool) get() *measures {
 	return &measures{}
 }
 
-// put empties t and keeps it for another cycle.
+// put empties t and keeps it for another cycle. The node objects and
+// cache entries of the cycle stay referenced until the next one
+// overwrites them (clearing them costs every cycle a pass with the
+// garbage collector's write barriers).
 func (mp *measurePool) put(t *measures) {
-	clear(t.names) // no node names or cache entries kept alive
-	clear(t.entries)
 	clear(t.byName)
-	t.names, t.ms = t.names[:0], t.ms[:0]
+	t.nodes, t.ms = t.nodes[:0], t.ms[:0]
 	mp.p.Put(t)
 }

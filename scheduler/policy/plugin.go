@@ -377,7 +377,7 @@ func (pl *Plugin) measureAll(state fwk.CycleState, s *State, nodes []fwk.NodeInf
 			pl.measures.put(t)
 			return nil, fmt.Errorf("%s: node not found", Name)
 		}
-		t.names = append(t.names, node.Name)
+		t.nodes = append(t.nodes, node)
 	}
 	t.gens, t.entries = slices.Grow(t.gens[:0], len(nodes))[:len(nodes)], slices.Grow(t.entries[:0], len(nodes))[:len(nodes)]
 	pl.envs.getAll(nodes, s.policies, t.gens, t.entries)

@@ -218,7 +218,7 @@ func TestNormalizeScoreErrorsAndTies(t *testing.T) {
 	var scores framework.NodeScoreList
 	s.measures = pl.measures.get()
 	for i, v := range []float64{5, math.NaN(), 5} {
-		s.measures.names = append(s.measures.names, fmt.Sprint(i))
+		s.measures.nodes = append(s.measures.nodes, st.MakeNode().Name(fmt.Sprint(i)).Obj())
 		s.measures.ms = append(s.measures.ms, measure{policy: v})
 		scores = append(scores, framework.NodeScore{Name: fmt.Sprint(i)})
 	}
@@ -233,7 +233,7 @@ func TestNormalizeScoreErrorsAndTies(t *testing.T) {
 	}
 	// A node PreScore did not measure is an error.
 	s.measures = pl.measures.get()
-	s.measures.names, s.measures.ms = append(s.measures.names, "y"), append(s.measures.ms, measure{})
+	s.measures.nodes, s.measures.ms = append(s.measures.nodes, st.MakeNode().Name("y").Obj()), append(s.measures.ms, measure{})
 	if st := pl.NormalizeScore(context.Background(), state, nil, framework.NodeScoreList{{Name: "x"}}); st.IsSuccess() {
 		t.Fatal("NormalizeScore of a node PreScore did not measure succeeded")
 	}
