@@ -544,12 +544,19 @@ type envCache struct {
 	front [frontSets * 2]atomic.Pointer[envEntry]
 }
 
-const frontSets = 1 << 13
+const (
+	frontBits = 13
+	frontSets = 1 << frontBits
+)
 
-// frontSet is the index of the first of gen's two ways (Fibonacci
-// hashing spreads consecutive generations over the sets).
-func frontSet(gen int64) int {
-	return int(uint64(gen)*0x9E3779B97F4A7C15>>(64-13)) * 2
+// frontSet is the index of the first of gen's two ways in the front.
+func frontSet(gen int64) int { return twoWaySet(gen, frontBits) }
+
+// twoWaySet is the index of the first of gen's two ways in an array of
+// 1<<bits two-way sets (Fibonacci hashing spreads consecutive generations
+// over the sets).
+func twoWaySet(gen int64, bits uint) int {
+	return int(uint64(gen)*0x9E3779B97F4A7C15>>(64-bits)) * 2
 }
 
 // At 5,000 nodes the entries do not stay in the CPU caches between

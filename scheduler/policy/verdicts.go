@@ -20,9 +20,12 @@ import (
 // nothing else. A missing or overwritten word sends Filter back to the
 // entry, which then records the result again.
 
-// verdictSets is the number of two-way sets of a verdict table: 128 KiB
-// per policy, a slot for each of 16,384 node versions.
-const verdictSets = 1 << 13
+// A verdict table has verdictSets two-way sets: 128 KiB per policy, a
+// slot for each of 16,384 node versions.
+const (
+	verdictBits = 13
+	verdictSets = 1 << verdictBits
+)
 
 // verdictTable holds one policy's node-only require result per node
 // version: a word is the generation shifted left once, with the result in
@@ -64,11 +67,8 @@ func (t *verdictTable) record(gen int64, ok bool) {
 	}
 }
 
-// verdictSet is the index of the first of gen's two ways (Fibonacci
-// hashing, as the front cache).
-func verdictSet(gen int64) int {
-	return int(uint64(gen)*0x9E3779B97F4A7C15>>(64-13)) * 2
-}
+// verdictSet is the index of the first of gen's two ways.
+func verdictSet(gen int64) int { return twoWaySet(gen, verdictBits) }
 
 // maxVerdictTables bounds the tables a plugin keeps (a policy's table
 // goes when this many other policies were needed since it was last).
