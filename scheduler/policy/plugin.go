@@ -187,7 +187,6 @@ func newPlugin(h framework.Handle, store *policies.Store, args RoamPolicyArgs, l
 		weights: capability.Weights{Device: *args.DeviceWeight, Feature: *args.FeatureWeight, Location: *args.LocationWeight}}
 	pl.workers.New = func() any { return &worker{ev: policies.NewEvaluator()} }
 	pl.envs.metrics = pl.metrics
-	pl.envs.superseded = pl.verdicts.forget
 	pl.envs.evs.New = func() any { return policies.NewEvaluator() }
 	if h != nil && h.SharedInformerFactory() != nil {
 		pods := h.SharedInformerFactory().Core().V1().Pods()
@@ -288,17 +287,6 @@ func (s *State) verdict(gen int64) (status *fwk.Status, known bool) {
 	return nil, true
 }
 
-// entryTable is the verdict table whose slots PreScore reads for the
-// cache entries (nil: it reads the front cache's).
-func (s *State) entryTable() *verdictTable {
-	for _, t := range s.verdicts {
-		if t != nil {
-			return t
-		}
-	}
-	return nil
-}
-
 // require checks every policy's require on e's node: from the node's memo
 // when the require reads only the node (evaluated, and counted, once per
 // node version, and recorded in the policy's verdict table), else
@@ -314,7 +302,7 @@ func (pl *Plugin) require(s *State, e *envEntry) *fwk.Status {
 		m := e.memo(p)
 		ok, known := p.MemoRequire(m)
 		if known && s.verdicts != nil && s.verdicts[i] != nil {
-			s.verdicts[i].record(e.gen, ok, e)
+			s.verdicts[i].record(e.gen, ok)
 		}
 		if !known {
 			if w == nil {
@@ -392,7 +380,7 @@ func (pl *Plugin) measureAll(state fwk.CycleState, s *State, nodes []fwk.NodeInf
 		t.nodes = append(t.nodes, node)
 	}
 	t.gens, t.entries = slices.Grow(t.gens[:0], len(nodes))[:len(nodes)], slices.Grow(t.entries[:0], len(nodes))[:len(nodes)]
-	pl.envs.getAll(nodes, s.policies, s.entryTable(), t.gens, t.entries)
+	pl.envs.getAll(nodes, s.policies, t.gens, t.entries)
 	w := pl.getWorker()
 	defer pl.putWorker(w)
 	for _, e := range t.entries {
@@ -547,10 +535,6 @@ type envCache struct {
 	m       map[string]*envEntry // by node name
 	evs     sync.Pool            // *policies.Evaluator for memoizing
 	metrics *counters
-	// superseded, when set, is told the generation of a node version that
-	// is no longer current (replaced by a newer one, or the node deleted),
-	// outside the cache's lock: the verdict tables forget its entries.
-	superseded func(gen int64)
 	// front is a two-way set-associative cache in front of m, by NodeInfo
 	// generation (a counter global to all NodeInfos, bumped on every
 	// change): one cache line read from a small array instead of a lock
@@ -685,18 +669,12 @@ func (c *envCache) get(ni fwk.NodeInfo, ps []*policies.Policy) *envEntry {
 // getAll is get for each of nodes (into out; gens is scratch space), in
 // passes whose memory loads do not depend on each other, so that the CPU
 // has many cache misses in flight at once instead of one after another:
-// the slots of all nodes, then the entries they point to. The slots are
-// verdict table from's when given (Filter read them this cycle), else the
-// front cache's; an entry not found there comes from get.
-func (c *envCache) getAll(nodes []fwk.NodeInfo, ps []*policies.Policy, from *verdictTable, gens []int64, out []*envEntry) {
+// the front slots of all nodes, then the entries they point to.
+func (c *envCache) getAll(nodes []fwk.NodeInfo, ps []*policies.Policy, gens []int64, out []*envEntry) {
 	for i, ni := range nodes {
 		gen := ni.GetGeneration()
 		gens[i] = gen
-		if from != nil {
-			out[i] = from.entry(gen)
-		} else {
-			out[i] = c.front[frontSet(gen)].Load()
-		}
+		out[i] = c.front[frontSet(gen)].Load()
 	}
 	for i, ni := range nodes {
 		if e := out[i]; e == nil || e.gen != gens[i] || e.node != ni.Node() || !e.hasAll(ps) {
@@ -789,20 +767,13 @@ func (c *envCache) getSlow(ni fwk.NodeInfo, node *v1.Node, gen int64, set int, p
 	c.m[node.Name] = next
 	c.mu.Unlock()
 	if prev != nil && prev.gen != gen {
-		// The node's previous version leaves the front cache and the
-		// verdict tables' slots too, so they hold at most the current
-		// version of each node (and no stale node objects).
+		// The node's previous version leaves the front cache too, so the
+		// front holds at most the current version of each node (and no
+		// stale node objects).
 		c.dropFront(prev)
-		c.supersede(prev.gen)
 	}
 	c.remember(set, next)
 	return next
-}
-
-func (c *envCache) supersede(gen int64) {
-	if c.superseded != nil {
-		c.superseded(gen)
-	}
 }
 
 func devicesOf(free map[string]float64) []device {
@@ -822,14 +793,10 @@ func (c *envCache) forget(obj any) {
 	}
 	if n, ok := obj.(*v1.Node); ok {
 		c.mu.Lock()
-		e := c.m[n.Name]
-		if e != nil {
+		if e := c.m[n.Name]; e != nil {
 			c.dropFront(e)
 		}
 		delete(c.m, n.Name)
 		c.mu.Unlock()
-		if e != nil {
-			c.supersede(e.gen)
-		}
 	}
 }

@@ -19,14 +19,6 @@ import (
 // versions), so Filter reads one word of a small array and touches
 // nothing else. A missing or overwritten word sends Filter back to the
 // entry, which then records the result again.
-//
-// Beside each word sits the entry Filter found the result in, for
-// PreScore: it measures the nodes Filter just passed, and the slot Filter
-// read moments before is likelier still in the CPU caches than the front
-// cache's slot, which nothing else touched this cycle. The pointer is only
-// a hint (PreScore checks the entry is the node version it asks for) and
-// holds only current node versions: the cache clears it when a node's
-// version is superseded or the node is deleted (forget).
 
 // A verdict table has verdictSets two-way sets: 128 KiB per policy, a
 // slot for each of 16,384 node versions.
@@ -36,23 +28,13 @@ const (
 )
 
 // verdictTable holds one policy's node-only require result per node
-// version. Slots come first, so that the table (a large allocation, page
-// aligned) keeps each set's two slots in one cache line.
+// version: a word is the generation shifted left once, with the result in
+// the low bit; 0 is empty (generations start at 1). A word is written and
+// read whole, so readers never see half of one, and a lost write is only a
+// lost cache entry.
 type verdictTable struct {
-	slots  [verdictSets * 2]verdictSlot
 	policy *policies.Policy
-}
-
-// verdictSlot is one node version's result: word is the generation
-// shifted left once, with the result in the low bit; 0 is empty
-// (generations start at 1). A word is written and read whole, so readers
-// never see half of one, and a lost write is only a lost cache entry.
-// entry is the cache entry the result came from (nil: none), written
-// after the word: a reader may pair a word with another version's entry,
-// so it checks the entry's generation.
-type verdictSlot struct {
-	word  atomic.Uint64
-	entry atomic.Pointer[envEntry]
+	words  [verdictSets * 2]atomic.Uint64
 }
 
 // lookup returns the result recorded for node version gen.
@@ -62,32 +44,16 @@ func (t *verdictTable) lookup(gen int64) (ok, known bool) {
 	}
 	set := verdictSet(gen)
 	for way := set; way < set+2; way++ {
-		if w := t.slots[way].word.Load(); w>>1 == uint64(gen) {
+		if w := t.words[way].Load(); w>>1 == uint64(gen) {
 			return w&1 == 1, true
 		}
 	}
 	return false, false
 }
 
-// entry returns the cache entry recorded with node version gen's result:
-// nil when none is, and possibly another version's (see verdictSlot).
-func (t *verdictTable) entry(gen int64) *envEntry {
-	if gen <= 0 {
-		return nil
-	}
-	set := verdictSet(gen)
-	for way := set; way < set+2; way++ {
-		if t.slots[way].word.Load()>>1 == uint64(gen) {
-			return t.slots[way].entry.Load()
-		}
-	}
-	return nil
-}
-
-// record notes ok as the result for node version gen, found in entry e.
-// The newest version goes to its set's first way and the one there moves
-// to the second.
-func (t *verdictTable) record(gen int64, ok bool, e *envEntry) {
+// record notes ok as the result for node version gen. The newest version
+// goes to its set's first way and the one there moves to the second.
+func (t *verdictTable) record(gen int64, ok bool) {
 	if gen <= 0 {
 		return
 	}
@@ -96,29 +62,8 @@ func (t *verdictTable) record(gen int64, ok bool, e *envEntry) {
 		w |= 1
 	}
 	set := verdictSet(gen)
-	first := &t.slots[set]
-	old := first.word.Swap(w)
-	oldEntry := first.entry.Swap(e)
-	if old != 0 && old>>1 != uint64(gen) {
-		t.slots[set+1].word.Store(old)
-		t.slots[set+1].entry.Store(oldEntry)
-	}
-}
-
-// forget clears the entries recorded for node version gen (no longer
-// current), so the table does not keep them alive. The result stays: a
-// word holds nothing alive. (A record moving the entry to the second way
-// at the same moment can put it back; it then stays until that slot is
-// written again, as any stale word does.)
-func (t *verdictTable) forget(gen int64) {
-	if gen <= 0 {
-		return
-	}
-	set := verdictSet(gen)
-	for way := set; way < set+2; way++ {
-		if e := t.slots[way].entry.Load(); e != nil && e.gen == gen {
-			t.slots[way].entry.CompareAndSwap(e, nil)
-		}
+	if first := t.words[set].Swap(w); first != 0 && first>>1 != uint64(gen) {
+		t.words[set+1].Store(first)
 	}
 }
 
@@ -155,17 +100,6 @@ func (v *verdictTables) forPolicies(ps []*policies.Policy) []*verdictTable {
 		}
 	}
 	return out
-}
-
-// forget clears every table's entries of node version gen (see
-// verdictTable.forget); the environment cache calls it when a node
-// version is superseded or the node deleted.
-func (v *verdictTables) forget(gen int64) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	for _, t := range v.tables {
-		t.forget(gen)
-	}
 }
 
 func (v *verdictTables) tableLocked(p *policies.Policy) *verdictTable {

@@ -9,50 +9,39 @@ import (
 )
 
 // A verdict table answers for the node versions recorded in it, two per
-// set, with the entry each result came from: a third version in a set
-// evicts the older of the two (result and entry), forgetting a version
-// clears its entry but not its result, and generations that cannot be
-// keys (0: a NodeInfo built without one) are never recorded.
+// set: a third version in a set evicts the older of the two, and
+// generations that cannot be keys (0: a NodeInfo built without one) are
+// never recorded.
 func TestVerdictTable(t *testing.T) {
-	tbl := new(verdictTable)
+	var tbl verdictTable
 	var gens []int64 // three generations in one set
 	for g := int64(1); len(gens) < 3; g++ {
 		if verdictSet(g) == verdictSet(1) {
 			gens = append(gens, g)
 		}
 	}
-	entries := make([]*envEntry, len(gens))
-	for i, g := range gens {
-		entries[i] = &envEntry{envHot: envHot{gen: g}}
-	}
-	check := func(gen int64, wantOK, wantKnown bool, wantEntry *envEntry) {
+	check := func(gen int64, wantOK, wantKnown bool) {
 		t.Helper()
 		if ok, known := tbl.lookup(gen); ok != wantOK || known != wantKnown {
 			t.Fatalf("lookup(%d) = %v, %v; want %v, %v", gen, ok, known, wantOK, wantKnown)
 		}
-		if e := tbl.entry(gen); e != wantEntry {
-			t.Fatalf("entry(%d) = %p, want %p", gen, e, wantEntry)
-		}
 	}
-	check(gens[0], false, false, nil)
-	tbl.record(gens[0], true, entries[0])
-	tbl.record(gens[1], false, entries[1])
-	check(gens[0], true, true, entries[0])
-	check(gens[1], false, true, entries[1])
-	check(gens[0]+1, false, false, nil)
-	tbl.record(gens[1], false, entries[1]) // again: stays, and keeps the other way
-	check(gens[0], true, true, entries[0])
-	tbl.record(gens[2], true, entries[2])
-	check(gens[0], false, false, nil) // evicted
-	check(gens[1], false, true, entries[1])
-	check(gens[2], true, true, entries[2])
-	tbl.forget(gens[1])
-	check(gens[1], false, true, nil)
-	check(gens[2], true, true, entries[2])
-	tbl.record(0, true, entries[0])
-	check(0, false, false, nil)
-	tbl.record(-4, true, entries[0])
-	check(-4, false, false, nil)
+	check(gens[0], false, false)
+	tbl.record(gens[0], true)
+	tbl.record(gens[1], false)
+	check(gens[0], true, true)
+	check(gens[1], false, true)
+	check(gens[0]+1, false, false)
+	tbl.record(gens[1], false) // again: stays, and keeps the other way
+	check(gens[0], true, true)
+	tbl.record(gens[2], true)
+	check(gens[0], false, false) // evicted
+	check(gens[1], false, true)
+	check(gens[2], true, true)
+	tbl.record(0, true)
+	check(0, false, false)
+	tbl.record(-4, true)
+	check(-4, false, false)
 }
 
 // PreFilter gets one table per policy whose require reads only the node,
@@ -147,73 +136,5 @@ func emptyEnvCache(pl *Plugin) {
 	pl.envs.mu.Unlock()
 	for i := range pl.envs.front {
 		pl.envs.front[i].Store(nil)
-	}
-}
-
-// PreScore finds the entries of the nodes Filter passed in the verdict
-// table's slots, without the environment cache (emptied here: the entry
-// must be the one Filter used, not one built afresh).
-func TestPreScoreFindsEntriesInVerdictTables(t *testing.T) {
-	pl := newTestPlugin(t, policyCM("hospital-apps", "medical-assistant", exampleData()))
-	pod := assistantPod("ma-0") // target 0,0
-	ni := nodeInfo(robotNode("r", "hospital", "3,4", "2"))
-	state, status := preFilter(t, pl, pod)
-	if !status.IsSuccess() {
-		t.Fatal(status)
-	}
-	if s := pl.Filter(context.Background(), state, pod, ni); !s.IsSuccess() {
-		t.Fatal(s)
-	}
-	used := pl.envs.m["r"]
-	emptyEnvCache(pl)
-	if got := measureOf(t, pl, state, pod, ni).policy; got != 2*(10*2-5) {
-		t.Fatalf("score %v, want %v", got, 2*(10*2-5))
-	}
-	s, _ := readState(state)
-	if s.measures.entries[0] != used {
-		t.Fatal("PreScore did not measure the entry Filter recorded in the verdict table")
-	}
-}
-
-// The verdict tables keep the entries of current node versions only: a
-// node that changed many times leaves one entry behind, and none once
-// it is deleted.
-func TestVerdictTablesKeepOnlyCurrentVersions(t *testing.T) {
-	pl := newTestPlugin(t, policyCM("hospital-apps", "medical-assistant", exampleData()))
-	pod := assistantPod("ma-0")
-	ctx := context.Background()
-	node := robotNode("r", "hospital", "1,1", "1")
-	ni := nodeInfo(node)
-	var tbl *verdictTable
-	for i := range 50 {
-		node = robotNode("r", "hospital", fmt.Sprintf("%d,1", i), "1")
-		ni.SetNode(node) // a new version each time
-		state, status := preFilter(t, pl, pod)
-		if !status.IsSuccess() {
-			t.Fatal(status)
-		}
-		if !pl.Filter(ctx, state, pod, ni).IsSuccess() {
-			t.Fatalf("version %d rejected", i)
-		}
-		s, _ := readState(state)
-		tbl = s.entryTable()
-	}
-	held := func() (n int) {
-		for i := range tbl.slots {
-			if e := tbl.slots[i].entry.Load(); e != nil {
-				n++
-				if e.gen != ni.GetGeneration() {
-					t.Errorf("slot %d holds generation %d, current is %d", i, e.gen, ni.GetGeneration())
-				}
-			}
-		}
-		return n
-	}
-	if n := held(); n != 1 {
-		t.Errorf("verdict table holds %d entries for one node, want 1", n)
-	}
-	pl.envs.forget(node)
-	if n := held(); n != 0 {
-		t.Errorf("verdict table holds %d entries of a deleted node, want 0", n)
 	}
 }
