@@ -272,7 +272,7 @@ func (s *State) verdict(gen int64) (status *fwk.Status, known bool) {
 	if s.verdicts == nil {
 		return nil, false
 	}
-	for i, t := range s.verdicts {
+	for _, t := range s.verdicts {
 		if t == nil {
 			continue
 		}
@@ -281,7 +281,7 @@ func (s *State) verdict(gen int64) (status *fwk.Status, known bool) {
 			return nil, false
 		}
 		if !ok {
-			return fwk.NewStatus(fwk.Unschedulable, ReasonRequireFalse(s.policies[i].Key())), true
+			return fwk.NewStatus(fwk.Unschedulable, t.reason), true
 		}
 	}
 	return nil, true

@@ -34,6 +34,9 @@ const (
 // lost cache entry.
 type verdictTable struct {
 	policy *policies.Policy
+	// reason is Filter's message when the require does not hold, built
+	// once rather than for every rejected node of every cycle.
+	reason string
 	words  [verdictSets * 2]atomic.Uint64
 }
 
@@ -113,7 +116,7 @@ func (v *verdictTables) tableLocked(p *policies.Policy) *verdictTable {
 			return t
 		}
 	}
-	t := &verdictTable{policy: p}
+	t := &verdictTable{policy: p, reason: ReasonRequireFalse(p.Key())}
 	if len(v.tables) == maxVerdictTables {
 		copy(v.tables, v.tables[1:])
 		v.tables[last] = t
