@@ -181,7 +181,7 @@ func TestFrontCacheKeepsOnlyCurrentVersions(t *testing.T) {
 	}
 	held := 0
 	for i := range pl.envs.front {
-		if e := pl.envs.front[i].Load(); e != nil {
+		if e := pl.envs.front[i].e.Load(); e != nil {
 			held++
 			if e.gen != ni.GetGeneration() {
 				t.Errorf("front slot %d holds generation %d, current is %d", i, e.gen, ni.GetGeneration())
@@ -194,50 +194,75 @@ func TestFrontCacheKeepsOnlyCurrentVersions(t *testing.T) {
 }
 
 // Node versions whose generations fall in the same set of the front
-// cache both stay in it (two ways); a third evicts the least recently
-// stored, and a lookup of the evicted one still answers (from the map).
-func TestFrontCacheTwoWays(t *testing.T) {
+// cache all stay in it up to its four ways; a fifth takes the way of the
+// oldest version (the smallest generation), a version replaced by a newer
+// one frees its way, and a lookup of an evicted version still answers
+// (from the map).
+func TestFrontCacheWays(t *testing.T) {
+	if frontWays != 4 {
+		t.Fatalf("the test expects four ways, the front has %d", frontWays)
+	}
 	pl := newTestPlugin(t, policyCM("hospital-apps", "medical-assistant", exampleData()))
 	state, status := preFilter(t, pl, assistantPod("ma-0"))
 	if !status.IsSuccess() {
 		t.Fatal(status)
 	}
 	ps := governing(state)
-	// Three generations in one set.
+	// Six generations in one set.
 	var gens []int64
-	for g := int64(1); len(gens) < 3; g++ {
-		if frontSet(g) == frontSet(1) {
+	for g := int64(1); len(gens) < 6; g++ {
+		if setIndex(g, frontBits, frontWays) == setIndex(1, frontBits, frontWays) {
 			gens = append(gens, g)
 		}
 	}
-	nis := make([]*framework.NodeInfo, 3)
+	nis := make([]*framework.NodeInfo, len(gens))
 	for i := range nis {
 		nis[i] = nodeInfo(robotNode(fmt.Sprintf("r%d", i), "hospital", "1,1", "1"))
 		nis[i].Generation = gens[i]
 	}
-	set := frontSet(gens[0])
 	held := func() []string {
 		var names []string
-		for way := set; way < set+2; way++ {
-			if e := pl.envs.front[way].Load(); e != nil {
+		set := pl.envs.frontSetOf(gens[0])
+		for i := range set {
+			if e := set[i].e.Load(); e != nil {
 				names = append(names, e.node.Name)
 			}
 		}
 		return names
 	}
-	a := pl.envs.get(nis[0], ps)
-	b := pl.envs.get(nis[1], ps)
-	if got := held(); !slices.Equal(got, []string{"r1", "r0"}) {
-		t.Fatalf("set holds %v, want [r1 r0]", got)
+	entries := make([]*envEntry, 4)
+	for i := range entries {
+		entries[i] = pl.envs.get(nis[i], ps)
 	}
-	if pl.envs.get(nis[0], ps) != a || pl.envs.get(nis[1], ps) != b {
-		t.Fatal("a second lookup built a new entry")
+	if got := held(); !slices.Equal(got, []string{"r0", "r1", "r2", "r3"}) {
+		t.Fatalf("set holds %v, want [r0 r1 r2 r3]", got)
 	}
-	pl.envs.get(nis[2], ps)
-	if got := held(); !slices.Equal(got, []string{"r2", "r1"}) {
-		t.Fatalf("after a third node the set holds %v, want [r2 r1]", got)
+	for i, e := range entries {
+		if pl.envs.get(nis[i], ps) != e || pl.envs.lookup(gens[i]) != e {
+			t.Fatalf("a second lookup of r%d did not find its entry in the front", i)
+		}
 	}
-	if pl.envs.get(nis[0], ps) != a {
+	pl.envs.get(nis[4], ps)
+	if got := held(); !slices.Equal(got, []string{"r4", "r1", "r2", "r3"}) {
+		t.Fatalf("after a fifth node the set holds %v, want [r4 r1 r2 r3]", got)
+	}
+	if pl.envs.get(nis[0], ps) != entries[0] {
 		t.Fatal("the evicted node's entry was rebuilt instead of found in the map")
+	}
+	// r0 is back, in the way of the oldest (r1). r2's next version (gens[5]
+	// is in the same set) frees r2's way, which the new version takes.
+	if got := held(); !slices.Equal(got, []string{"r4", "r0", "r2", "r3"}) {
+		t.Fatalf("after r0's lookup the set holds %v, want [r4 r0 r2 r3]", got)
+	}
+	next := nodeInfo(robotNode("r2", "hospital", "2,2", "1"))
+	next.Generation = gens[5]
+	if e := pl.envs.get(next, ps); e.gen != gens[5] || e.replaced != gens[2] {
+		t.Fatalf("r2's new version: generation %d replacing %d, want %d replacing %d", e.gen, e.replaced, gens[5], gens[2])
+	}
+	if got := held(); !slices.Equal(got, []string{"r4", "r0", "r2", "r3"}) {
+		t.Fatalf("after r2's new version the set holds %v, want [r4 r0 r2 r3]", got)
+	}
+	if pl.envs.lookup(gens[2]) != nil {
+		t.Fatal("r2's replaced version is still in the front")
 	}
 }

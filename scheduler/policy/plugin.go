@@ -72,7 +72,7 @@ type Plugin struct {
 	podLister corelisters.PodLister // the scheduler's pods (nil without an informer factory)
 	podsSync  cache.InformerSynced  // true once the scheduler runs
 	workers   sync.Pool             // *worker: Filter runs in parallel
-	envs      envCache
+	envs      *envCache
 	verdicts  verdictTables
 	weights   capability.Weights // the built-in preferences' weights (args)
 	measures  measurePool
@@ -186,8 +186,7 @@ func newPlugin(h framework.Handle, store *policies.Store, args RoamPolicyArgs, l
 	pl := &Plugin{handle: h, store: store, args: args, logger: logger, metrics: registerMetrics(),
 		weights: capability.Weights{Device: *args.DeviceWeight, Feature: *args.FeatureWeight, Location: *args.LocationWeight}}
 	pl.workers.New = func() any { return &worker{ev: policies.NewEvaluator()} }
-	pl.envs.metrics = pl.metrics
-	pl.envs.evs.New = func() any { return policies.NewEvaluator() }
+	pl.envs = newEnvCache(pl.metrics)
 	if h != nil && h.SharedInformerFactory() != nil {
 		pods := h.SharedInformerFactory().Core().V1().Pods()
 		pl.podLister = pods.Lister()
@@ -302,7 +301,7 @@ func (pl *Plugin) require(s *State, e *envEntry) *fwk.Status {
 		m := e.memo(p)
 		ok, known := p.MemoRequire(m)
 		if known && s.verdicts != nil && s.verdicts[i] != nil {
-			s.verdicts[i].record(e.gen, ok)
+			s.verdicts[i].record(e.gen, e.replaced, ok)
 		}
 		if !known {
 			if w == nil {
@@ -535,28 +534,55 @@ type envCache struct {
 	m       map[string]*envEntry // by node name
 	evs     sync.Pool            // *policies.Evaluator for memoizing
 	metrics *counters
-	// front is a two-way set-associative cache in front of m, by NodeInfo
+	// front is a four-way set-associative cache in front of m, by NodeInfo
 	// generation (a counter global to all NodeInfos, bumped on every
-	// change): one cache line read from a small array instead of a lock
-	// and a hash map probe. A miss falls back to m. Two ways per set keep
-	// the share of nodes whose versions collide small (about 1 % at 5,000
-	// nodes, against 26 % direct-mapped), and with it the slow path.
-	front [frontSets * 2]atomic.Pointer[envEntry]
+	// change): one cache line read from an array instead of a lock and a
+	// hash map probe. A set is one 64-byte line of frontWays slots, each a
+	// generation and its entry, so a lookup picks the way without reading
+	// the entries of other versions. A miss falls back to m.
+	front []frontSlot
 }
 
 const (
-	frontBits = 13
+	frontBits = 12
 	frontSets = 1 << frontBits
+	frontWays = 4
 )
 
-// frontSet is the index of the first of gen's two ways in the front.
-func frontSet(gen int64) int { return twoWaySet(gen, frontBits) }
+// frontSlot is one way of the front: the node version's generation and
+// its entry, written entry first and read generation first, each whole; a
+// reader that sees a generation with another version's entry finds the
+// mismatch in the entry (e.gen) and takes the slow path.
+type frontSlot struct {
+	gen atomic.Int64 // 0: empty
+	e   atomic.Pointer[envEntry]
+}
 
-// twoWaySet is the index of the first of gen's two ways in an array of
-// 1<<bits two-way sets (Fibonacci hashing spreads consecutive generations
-// over the sets).
-func twoWaySet(gen int64, bits uint) int {
-	return int(uint64(gen)*0x9E3779B97F4A7C15>>(64-bits)) * 2
+// newEnvCache returns an empty cache. Its front, 256 KiB, is one large
+// allocation, which the Go allocator aligns to a page, so each set is
+// one cache line.
+func newEnvCache(metrics *counters) *envCache {
+	c := &envCache{metrics: metrics, front: make([]frontSlot, frontSets*frontWays)}
+	c.evs.New = func() any { return policies.NewEvaluator() }
+	return c
+}
+
+// frontSetOf returns the front's ways for node version gen.
+func (c *envCache) frontSetOf(gen int64) []frontSlot {
+	i := setIndex(gen, frontBits, frontWays)
+	return c.front[i : i+frontWays : i+frontWays]
+}
+
+// lookup returns the front's entry for node version gen, or nil; it reads
+// the set's line and not the entries (callers check the entry).
+func (c *envCache) lookup(gen int64) *envEntry {
+	set := c.frontSetOf(gen)
+	for i := range set {
+		if set[i].gen.Load() == gen {
+			return set[i].e.Load()
+		}
+	}
+	return nil
 }
 
 // At 5,000 nodes the entries do not stay in the CPU caches between
@@ -610,6 +636,9 @@ type envCold struct {
 	env     policies.NodeEnv
 	devices []device            // env.Devices as a slice sorted by name: a scan reads no map
 	more    []policies.NodeMemo // the other policies' memos
+	// replaced is the generation of the node's version before this one (0:
+	// none), whose verdicts are stale once this version's are recorded.
+	replaced int64
 }
 
 // maxMemos bounds the policies memoized per node version (pods governed
@@ -657,56 +686,56 @@ func (e *envEntry) hasAll(ps []*policies.Policy) bool {
 // get returns the entry of ni's node version with the memos of ps.
 func (c *envCache) get(ni fwk.NodeInfo, ps []*policies.Policy) *envEntry {
 	node, gen := ni.Node(), ni.GetGeneration()
-	set := frontSet(gen)
-	for way := set; way < set+2; way++ {
-		if e := c.front[way].Load(); e != nil && e.gen == gen && e.node == node && e.hasAll(ps) {
-			return e
-		}
+	if e := c.lookup(gen); e != nil && e.gen == gen && e.node == node && e.hasAll(ps) {
+		return e
 	}
-	return c.getSlow(ni, node, gen, set, ps)
+	return c.getSlow(ni, node, gen, ps)
 }
 
 // getAll is get for each of nodes (into out; gens is scratch space), in
 // passes whose memory loads do not depend on each other, so that the CPU
 // has many cache misses in flight at once instead of one after another:
-// the front slots of all nodes, then the entries they point to.
+// the front sets of all nodes, then the entries they point to.
 func (c *envCache) getAll(nodes []fwk.NodeInfo, ps []*policies.Policy, gens []int64, out []*envEntry) {
 	for i, ni := range nodes {
 		gen := ni.GetGeneration()
 		gens[i] = gen
-		out[i] = c.front[frontSet(gen)].Load()
+		out[i] = c.lookup(gen)
 	}
 	for i, ni := range nodes {
 		if e := out[i]; e == nil || e.gen != gens[i] || e.node != ni.Node() || !e.hasAll(ps) {
-			out[i] = c.get(ni, ps)
+			out[i] = c.getSlow(ni, ni.Node(), gens[i], ps)
 		}
 	}
 }
 
-// remember puts e in its set's first way; the entry there moves to the
-// second unless e replaces it (the same node version with more memos).
-func (c *envCache) remember(set int, e *envEntry) {
-	first := c.front[set].Swap(e)
-	if first != nil && first.gen != e.gen {
-		c.front[set+1].Store(first)
-	} else if second := c.front[set+1].Load(); second != nil && second.gen == e.gen {
-		c.front[set+1].CompareAndSwap(second, nil)
-	}
+// remember puts e in the front: in the way that holds its version (the
+// same version with more memos), else an empty way, else the oldest
+// version's.
+func (c *envCache) remember(e *envEntry) {
+	set := c.frontSetOf(e.gen)
+	slot := &set[wayFor(e.gen, frontWays, func(way int) int64 { return set[way].gen.Load() })]
+	slot.e.Store(e)
+	slot.gen.Store(e.gen)
 }
 
 // dropFront removes e (a node version no longer current) from the front.
 func (c *envCache) dropFront(e *envEntry) {
-	set := frontSet(e.gen)
-	c.front[set].CompareAndSwap(e, nil)
-	c.front[set+1].CompareAndSwap(e, nil)
+	set := c.frontSetOf(e.gen)
+	for i := range set {
+		if set[i].e.Load() == e {
+			set[i].gen.CompareAndSwap(e.gen, 0)
+			set[i].e.CompareAndSwap(e, nil)
+		}
+	}
 }
 
-func (c *envCache) getSlow(ni fwk.NodeInfo, node *v1.Node, gen int64, set int, ps []*policies.Policy) *envEntry {
+func (c *envCache) getSlow(ni fwk.NodeInfo, node *v1.Node, gen int64, ps []*policies.Policy) *envEntry {
 	c.mu.RLock()
 	e := c.m[node.Name]
 	c.mu.RUnlock()
 	if e != nil && e.gen == gen && e.node == node && e.hasAll(ps) {
-		c.remember(set, e)
+		c.remember(e)
 		return e
 	}
 	next := &envEntry{envHot: envHot{gen: gen, node: node}}
@@ -764,6 +793,12 @@ func (c *envCache) getSlow(ni fwk.NodeInfo, node *v1.Node, gen int64, set int, p
 		c.m = make(map[string]*envEntry)
 	}
 	prev := c.m[node.Name]
+	if prev != nil {
+		next.replaced = prev.replaced
+		if prev.gen != gen {
+			next.replaced = prev.gen
+		}
+	}
 	c.m[node.Name] = next
 	c.mu.Unlock()
 	if prev != nil && prev.gen != gen {
@@ -772,7 +807,7 @@ func (c *envCache) getSlow(ni fwk.NodeInfo, node *v1.Node, gen int64, set int, p
 		// stale node objects).
 		c.dropFront(prev)
 	}
-	c.remember(set, next)
+	c.remember(next)
 	return next
 }
 

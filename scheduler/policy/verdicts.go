@@ -20,24 +20,32 @@ import (
 // nothing else. A missing or overwritten word sends Filter back to the
 // entry, which then records the result again.
 
-// A verdict table has verdictSets two-way sets: 128 KiB per policy, a
+// A verdict table has verdictSets eight-way sets: 128 KiB per policy, a
 // slot for each of 16,384 node versions.
 const (
-	verdictBits = 13
+	verdictBits = 11
 	verdictSets = 1 << verdictBits
+	verdictWays = 8
 )
 
 // verdictTable holds one policy's node-only require result per node
 // version: a word is the generation shifted left once, with the result in
 // the low bit; 0 is empty (generations start at 1). A word is written and
 // read whole, so readers never see half of one, and a lost write is only a
-// lost cache entry.
+// lost cache entry. A set is 64 bytes, one cache line (words comes first,
+// and a table, one large allocation, starts on a page).
 type verdictTable struct {
+	words  [verdictSets * verdictWays]atomic.Uint64
 	policy *policies.Policy
 	// reason is Filter's message when the require does not hold, built
 	// once rather than for every rejected node of every cycle.
 	reason string
-	words  [verdictSets * 2]atomic.Uint64
+}
+
+// set returns the ways of node version gen.
+func (t *verdictTable) set(gen int64) []atomic.Uint64 {
+	i := setIndex(gen, verdictBits, verdictWays)
+	return t.words[i : i+verdictWays : i+verdictWays]
 }
 
 // lookup returns the result recorded for node version gen.
@@ -45,33 +53,42 @@ func (t *verdictTable) lookup(gen int64) (ok, known bool) {
 	if gen <= 0 {
 		return false, false
 	}
-	set := verdictSet(gen)
-	for way := set; way < set+2; way++ {
-		if w := t.words[way].Load(); w>>1 == uint64(gen) {
+	set := t.set(gen)
+	for i := range set {
+		if w := set[i].Load(); w>>1 == uint64(gen) {
 			return w&1 == 1, true
 		}
 	}
 	return false, false
 }
 
-// record notes ok as the result for node version gen. The newest version
-// goes to its set's first way and the one there moves to the second.
-func (t *verdictTable) record(gen int64, ok bool) {
+// record notes ok as the result for node version gen, and forgets the
+// result of replaced, the node's version before it (0: none), so that
+// stale versions do not take the ways of current ones.
+func (t *verdictTable) record(gen, replaced int64, ok bool) {
 	if gen <= 0 {
 		return
+	}
+	if replaced > 0 {
+		t.forget(replaced)
 	}
 	w := uint64(gen) << 1
 	if ok {
 		w |= 1
 	}
-	set := verdictSet(gen)
-	if first := t.words[set].Swap(w); first != 0 && first>>1 != uint64(gen) {
-		t.words[set+1].Store(first)
-	}
+	set := t.set(gen)
+	set[wayFor(gen, verdictWays, func(way int) int64 { return int64(set[way].Load() >> 1) })].Store(w)
 }
 
-// verdictSet is the index of the first of gen's two ways.
-func verdictSet(gen int64) int { return twoWaySet(gen, verdictBits) }
+// forget removes the result of node version gen.
+func (t *verdictTable) forget(gen int64) {
+	set := t.set(gen)
+	for i := range set {
+		if w := set[i].Load(); w>>1 == uint64(gen) {
+			set[i].CompareAndSwap(w, 0)
+		}
+	}
+}
 
 // maxVerdictTables bounds the tables a plugin keeps (a policy's table
 // goes when this many other policies were needed since it was last).

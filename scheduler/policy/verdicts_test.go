@@ -8,18 +8,20 @@ import (
 	"github.com/roam-dev/roam/policies"
 )
 
-// A verdict table answers for the node versions recorded in it, two per
-// set: a third version in a set evicts the older of the two, and
-// generations that cannot be keys (0: a NodeInfo built without one) are
-// never recorded.
+// A verdict table answers for the node versions recorded in it, up to
+// verdictWays per set: one more version in a set takes the way of the
+// oldest (the smallest generation); recording a version forgets the one it
+// replaced, whose way the next version takes; and generations that
+// cannot be keys (0: a NodeInfo built without one) are never recorded.
 func TestVerdictTable(t *testing.T) {
-	var tbl verdictTable
-	var gens []int64 // three generations in one set
-	for g := int64(1); len(gens) < 3; g++ {
-		if verdictSet(g) == verdictSet(1) {
+	tbl := new(verdictTable)
+	var gens []int64 // verdictWays+2 generations in one set
+	for g := int64(1); len(gens) < verdictWays+2; g++ {
+		if setIndex(g, verdictBits, verdictWays) == setIndex(1, verdictBits, verdictWays) {
 			gens = append(gens, g)
 		}
 	}
+	full, next := gens[:verdictWays], gens[verdictWays]
 	check := func(gen int64, wantOK, wantKnown bool) {
 		t.Helper()
 		if ok, known := tbl.lookup(gen); ok != wantOK || known != wantKnown {
@@ -27,20 +29,33 @@ func TestVerdictTable(t *testing.T) {
 		}
 	}
 	check(gens[0], false, false)
-	tbl.record(gens[0], true)
-	tbl.record(gens[1], false)
-	check(gens[0], true, true)
-	check(gens[1], false, true)
+	for i, g := range full {
+		tbl.record(g, 0, i%2 == 0)
+	}
+	for i, g := range full {
+		check(g, i%2 == 0, true)
+	}
 	check(gens[0]+1, false, false)
-	tbl.record(gens[1], false) // again: stays, and keeps the other way
+	tbl.record(gens[1], 0, false) // again: stays, and keeps the others
 	check(gens[0], true, true)
-	tbl.record(gens[2], true)
-	check(gens[0], false, false) // evicted
-	check(gens[1], false, true)
-	check(gens[2], true, true)
-	tbl.record(0, true)
+	tbl.record(next, 0, true)
+	check(gens[0], false, false) // the oldest, evicted
+	for i, g := range full[1:] {
+		check(g, i%2 == 1, true)
+	}
+	check(next, true, true)
+	last := gens[verdictWays+1]
+	tbl.record(last, gens[2], false) // gens[2]'s node's next version
+	check(gens[2], false, false)
+	for _, g := range append(append([]int64{gens[1]}, full[3:]...), next) {
+		if _, known := tbl.lookup(g); !known {
+			t.Fatalf("recording a replacing version evicted %d", g)
+		}
+	}
+	check(last, false, true)
+	tbl.record(0, 0, true)
 	check(0, false, false)
-	tbl.record(-4, true)
+	tbl.record(-4, 0, true)
 	check(-4, false, false)
 }
 
@@ -135,6 +150,7 @@ func emptyEnvCache(pl *Plugin) {
 	pl.envs.m = nil
 	pl.envs.mu.Unlock()
 	for i := range pl.envs.front {
-		pl.envs.front[i].Store(nil)
+		pl.envs.front[i].e.Store(nil)
+		pl.envs.front[i].gen.Store(0)
 	}
 }
