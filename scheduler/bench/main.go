@@ -30,6 +30,7 @@ import (
 	"time"
 
 	v1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -339,17 +340,45 @@ func measure(ctx context.Context, cs kubernetes.Interface, o options, label, sch
 		label, o.pods, window.Seconds(), rate, cpuMs)
 
 	// Clean up so the next profile starts from empty nodes.
-	zero := int64(0)
-	if err := cs.CoreV1().Pods("bench").DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: &zero}, metav1.ListOptions{}); err != nil {
-		return 0, 0, fmt.Errorf("%s: deleting pods: %w", label, err)
-	}
-	if err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 5*time.Minute, true, func(ctx context.Context) (bool, error) {
-		l, err := cs.CoreV1().Pods("bench").List(ctx, metav1.ListOptions{Limit: 1})
-		return err == nil && len(l.Items) == 0, nil
-	}); err != nil {
-		return 0, 0, fmt.Errorf("%s: pods not deleted: %w", label, err)
+	if err := deleteAllPods(ctx, cs); err != nil {
+		return 0, 0, fmt.Errorf("%s: %w", label, err)
 	}
 	return rate, cpuMs, nil
+}
+
+// deleteAllPods deletes the bench's pods and waits until they are gone. On
+// a loaded machine deleting 10,000 pods can outlast the API server's
+// request timeout while the deletion goes on, so a timeout is not an
+// error: it waits, and asks again every minute.
+func deleteAllPods(ctx context.Context, cs kubernetes.Interface) error {
+	zero := int64(0)
+	deleteAll := func() error {
+		err := cs.CoreV1().Pods("bench").DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: &zero}, metav1.ListOptions{})
+		if apierrors.IsTimeout(err) || apierrors.IsServerTimeout(err) {
+			return nil
+		}
+		return err
+	}
+	if err := deleteAll(); err != nil {
+		return fmt.Errorf("deleting pods: %w", err)
+	}
+	asked := time.Now()
+	if err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 10*time.Minute, true, func(ctx context.Context) (bool, error) {
+		l, err := cs.CoreV1().Pods("bench").List(ctx, metav1.ListOptions{Limit: 1})
+		if err != nil || len(l.Items) == 0 {
+			return err == nil, nil
+		}
+		if time.Since(asked) > time.Minute {
+			asked = time.Now()
+			if err := deleteAll(); err != nil {
+				return false, fmt.Errorf("deleting pods: %w", err)
+			}
+		}
+		return false, nil
+	}); err != nil {
+		return fmt.Errorf("pods not deleted: %w", err)
+	}
+	return nil
 }
 
 // cpuTime is the user+system CPU time this process has used.
