@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -179,6 +180,7 @@ func run(ctx context.Context, o options) error {
 		"roam":    {"roam-scheduler", server.Config{ConfigFile: o.config, Overrides: over}},
 	}
 	rates, cpus := map[string][]float64{}, map[string][]float64{}
+	var runRates []float64 // in run order
 	for i, name := range o.order {
 		p, ok := profiles[name]
 		if !ok {
@@ -190,11 +192,18 @@ func run(ctx context.Context, o options) error {
 		}
 		rates[name] = append(rates[name], rate)
 		cpus[name] = append(cpus[name], cpu)
+		runRates = append(runRates, rate)
 	}
 	if len(rates["default"]) == 0 || len(rates["roam"]) == 0 {
 		return fmt.Errorf("-order must measure both default and roam")
 	}
 	defaultRate, roamRate := mean(rates["default"]), mean(rates["roam"])
+	// Runs next to each other see about the same machine, so the spread of
+	// their ratios shows how far one ratio can be trusted on this machine.
+	if pairs := pairRatios(o.order, runRates); len(pairs) > 0 {
+		fmt.Printf("pair ratios (roam/default of runs 1-2, 3-4, ...): %s (min %.2f, max %.2f)\n",
+			formatRatios(pairs), slices.Min(pairs), slices.Max(pairs))
+	}
 	// The scheduler's CPU per pod: on a small machine where etcd and the
 	// API server take their share, throughput follows it closely.
 	fmt.Printf("scheduler cpu per pod: roam %.2f ms, default %.2f ms (default/roam %.2f)\n",
@@ -205,6 +214,31 @@ func run(ctx context.Context, o options) error {
 	fmt.Printf("roam/default throughput ratio: %.2f (roam %.0f pods/s, default %.0f pods/s, %d nodes, %d pods)\n",
 		roamRate/defaultRate, roamRate, defaultRate, o.nodes, o.pods)
 	return nil
+}
+
+// pairRatios returns roam's throughput over default's for each pair of
+// consecutive runs (runs 1 and 2, 3 and 4, ...) that measured one of each
+// profile; rates are the runs' throughputs in order.
+func pairRatios(order []string, rates []float64) []float64 {
+	var out []float64
+	for i := 0; i+1 < len(order) && i+1 < len(rates); i += 2 {
+		a, b := order[i], order[i+1]
+		switch {
+		case a == "roam" && b == "default":
+			out = append(out, rates[i]/rates[i+1])
+		case a == "default" && b == "roam":
+			out = append(out, rates[i+1]/rates[i])
+		}
+	}
+	return out
+}
+
+func formatRatios(rs []float64) string {
+	parts := make([]string, len(rs))
+	for i, r := range rs {
+		parts[i] = fmt.Sprintf("%.2f", r)
+	}
+	return strings.Join(parts, ", ")
 }
 
 func mean(xs []float64) float64 {
