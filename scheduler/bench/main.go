@@ -93,6 +93,10 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench: -nodes must be ≥ 1, -pods ≥ 2, -workers ≥ 1")
 		os.Exit(2)
 	}
+	if err := checkOrder(o.order); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+		os.Exit(2)
+	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
 	ctx, cancelTimeout := context.WithTimeout(ctx, o.timeout)
@@ -195,10 +199,7 @@ func run(ctx context.Context, o options) error {
 	rates, cpus := map[string][]float64{}, map[string][]float64{}
 	var runRates []float64 // in run order
 	for i, name := range o.order {
-		p, ok := profiles[name]
-		if !ok {
-			return fmt.Errorf("-order: unknown profile %q (want default or roam)", name)
-		}
+		p := profiles[name] // checkOrder allowed only these
 		rate, cpu, err := measure(ctx, cs, o, fmt.Sprintf("%s-%d", name, i+1), p.schedulerName, p.cfg, targets)
 		if err != nil {
 			return err
@@ -206,9 +207,6 @@ func run(ctx context.Context, o options) error {
 		rates[name] = append(rates[name], rate)
 		cpus[name] = append(cpus[name], cpu)
 		runRates = append(runRates, rate)
-	}
-	if len(rates["default"]) == 0 || len(rates["roam"]) == 0 {
-		return fmt.Errorf("-order must measure both default and roam")
 	}
 	defaultRate, roamRate := mean(rates["default"]), mean(rates["roam"])
 	// Runs next to each other see about the same machine, so the spread of
@@ -226,6 +224,22 @@ func run(ctx context.Context, o options) error {
 	}
 	fmt.Printf("roam/default throughput ratio: %.2f (roam %.0f pods/s, default %.0f pods/s, %d nodes, %d pods)\n",
 		roamRate/defaultRate, roamRate, defaultRate, o.nodes, o.pods)
+	return nil
+}
+
+// checkOrder reports what is wrong with -order's runs: each must name a
+// profile, default or roam, and both must run, before any cluster starts.
+func checkOrder(order []string) error {
+	seen := map[string]bool{}
+	for i, name := range order {
+		if name != "default" && name != "roam" {
+			return fmt.Errorf("-order: run %d names unknown profile %q (want default or roam)", i+1, name)
+		}
+		seen[name] = true
+	}
+	if !seen["default"] || !seen["roam"] {
+		return fmt.Errorf("-order %q must measure both default and roam", strings.Join(order, ","))
+	}
 	return nil
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"math"
+	"strings"
 	"testing"
 )
 
@@ -36,5 +37,26 @@ func TestPairRatios(t *testing.T) {
 func TestFormatRatios(t *testing.T) {
 	if got, want := formatRatios([]float64{0.8949, 1}), "0.89, 1.00"; got != want {
 		t.Fatalf("formatRatios = %q, want %q", got, want)
+	}
+}
+
+func TestCheckOrder(t *testing.T) {
+	for _, tc := range []struct {
+		order   []string
+		wantErr string
+	}{
+		{[]string{"default", "roam", "roam", "default"}, ""},
+		{[]string{"roam", "default"}, ""},
+		{[]string{"default", "raom"}, `run 2 names unknown profile "raom"`},
+		{[]string{"roam", "roam"}, "must measure both default and roam"},
+		{nil, "must measure both default and roam"},
+	} {
+		err := checkOrder(tc.order)
+		switch {
+		case tc.wantErr == "" && err != nil:
+			t.Errorf("checkOrder(%q) = %v, want nil", tc.order, err)
+		case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+			t.Errorf("checkOrder(%q) = %v, want an error containing %q", tc.order, err, tc.wantErr)
+		}
 	}
 }
