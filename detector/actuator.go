@@ -22,7 +22,8 @@ import (
 	"github.com/roam-dev/roam/policies"
 )
 
-// Names roam-detector writes, from the design contract.
+// Names roam-detector writes; alerts, dashboards and users rely on them
+// (docs/design.md).
 const (
 	// ConditionReachable is the node condition roam-detector maintains.
 	ConditionReachable corev1.NodeConditionType = "RoamReachable"

@@ -21,8 +21,8 @@ const (
 	ReasonContext     = "context"
 )
 
-// Metrics are roam-detector's metrics, named as in the design contract
-// ("Metrics"). A nil *Metrics is valid and records nothing.
+// Metrics are roam-detector's metrics. Their names are part of roam's
+// interface: the alerts and dashboards query them (docs/design.md, "Metrics"). A nil *Metrics is valid and records nothing.
 type Metrics struct {
 	NodePhi     *NodePhiCollector
 	Nodes       *prometheus.GaugeVec

@@ -48,7 +48,7 @@ const (
 	schedulerConfigCM = "roam-scheduler-config"
 )
 
-// alerts are the alert names of the design contract.
+// alerts are roam's alert names (docs/design.md).
 var alerts = []string{"RoamRobotUnreachable", "RoamEvictionBrakeActive", "RoamPolicyInvalid", "RoamRedeploySlow", "RoamDetectorDown", "RoamSchedulerDown"}
 
 // build runs kustomize on dir, exactly as `kubectl apply -k dir` would.

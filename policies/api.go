@@ -1,11 +1,11 @@
 // Package policies turns policy ConfigMaps into compiled expr-lang/expr
 // programs and evaluates them for a pod and a node. The ConfigMap format and
-// the expression environment are fixed in shared/design.md ("Policy
-// ConfigMaps"); roam-scheduler and roam-detector both evaluate policies
-// through this package so their answers always agree.
+// the expression environment are documented in docs/policies.md;
+// roam-scheduler, roam-detector and roamctl all evaluate policies through
+// this package so their answers always agree.
 //
-// API CONTRACT (pinned by the founding engineer; the scheduler and detector
-// are written against these names — change them only together with callers).
+// The scheduler and the detector are written against the names below:
+// change them only together with their callers and docs/design.md.
 package policies
 
 import (
@@ -16,7 +16,7 @@ import (
 	"k8s.io/klog/v2"
 )
 
-// Well-known names from the design contract.
+// Well-known names shared by roam's components and its users (docs/design.md).
 const (
 	// PolicyLabel marks a ConfigMap as a roam policy (value "true").
 	PolicyLabel = "roam.dev/policy"

@@ -2,7 +2,7 @@ package policies
 
 import "testing"
 
-// The design's example policy against a node with 30 labels and 4 device
+// The example policy of docs/policies.md against a node with 30 labels and 4 device
 // types (see benchNode).
 func benchmarkPolicy(b *testing.B, fast bool, score bool) {
 	p := mustParse(b, exampleData())

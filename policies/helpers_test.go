@@ -8,7 +8,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// exampleData is the design's example policy.
+// exampleData is the example policy of docs/policies.md.
 func exampleData() map[string]string {
 	return map[string]string{
 		"match":           `pod.labels["app"] == "medical-assistant"`,

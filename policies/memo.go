@@ -15,7 +15,7 @@ import (
 // built at compile time from the checked syntax tree, replaces each maximal
 // node-only subexpression of the fast subset with a slot; Memoize fills the
 // slots of one node version once, and RequireWith / ScoreWith evaluate the
-// rest for each pod. The design's example require is node-only as a whole
+// rest for each pod. The example policy's require is node-only as a whole
 // (MemoRequire answers without evaluating anything); its score keeps only
 // `distance(<slot>, pod.target)` for each pod.
 
@@ -166,7 +166,7 @@ type NodeMemo struct {
 	more    *[]slot
 }
 
-// memoInline slots live in the NodeMemo itself (the design's example
+// memoInline slots live in the NodeMemo itself (the example policy's
 // score has two).
 const memoInline = 2
 

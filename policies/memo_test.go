@@ -99,7 +99,7 @@ func TestMemoOfAnotherPolicy(t *testing.T) {
 
 func ptr[T any](v T) *T { return &v }
 
-// Memoized Filter and Score of the design's example policy allocate
+// Memoized Filter and Score of the example policy of docs/policies.md allocate
 // nothing, and memoizing a node allocates nothing either: the node-only
 // require is kept as its result, so the score's two slots fit inline (no
 // pointer for the scheduler's Filter to chase).

@@ -31,7 +31,7 @@ import (
 // Reasons of the DisruptionTarget condition and of the Events on pods.
 const (
 	// ReasonContextChanged is the DisruptionTarget reason and the Event
-	// reason of a context-change eviction (design contract).
+	// reason of a context-change eviction (docs/design.md).
 	ReasonContextChanged = "RoamContextChanged"
 	// ReasonContextViolated (Normal Event): the settle window started.
 	ReasonContextViolated = "RoamContextViolated"

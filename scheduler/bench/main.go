@@ -1,7 +1,7 @@
 // Command bench measures roam-scheduler's scheduling throughput against a
 // real kube-apiserver (etcd + kube-apiserver from bin/), in-process: the
 // roam profile (manifests/scheduler/config.yaml, every pod governed by the
-// design's example policy and carrying a target) against the default
+// example policy of docs/policies.md and carrying a target) against the default
 // profile, on the same nodes, in the same run. `make bench-scheduler` runs
 // it; its last line is
 //
@@ -143,7 +143,7 @@ func run(ctx context.Context, o options) error {
 			return fmt.Errorf("creating namespace %s: %w", ns, err)
 		}
 	}
-	// The design's example policy governs every bench pod.
+	// The example policy of docs/policies.md governs every bench pod.
 	policy := &v1.ConfigMap{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "bench", Name: "medical-assistant", Labels: map[string]string{policies.PolicyLabel: "true"}},
 		Data: map[string]string{

@@ -29,7 +29,7 @@ func benchNode() *v1.Node {
 }
 
 // BenchmarkFilterScore is one pod × one node through RoamPolicy's Filter,
-// PreScore and Score with the design's example policy (goal ≤ 2 µs/op),
+// PreScore and Score with the example policy of docs/policies.md (goal ≤ 2 µs/op),
 // in cycles of 128 nodes with PreFilter and NormalizeScore shared by them.
 // The node's expression environment is cached per NodeInfo generation, as
 // in a scheduling cycle.

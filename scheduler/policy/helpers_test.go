@@ -17,7 +17,7 @@ import (
 	"github.com/roam-dev/roam/policies"
 )
 
-// exampleData is the design's example policy.
+// exampleData is the example policy of docs/policies.md.
 func exampleData() map[string]string {
 	return map[string]string{
 		"match":   `pod.labels["app"] == "medical-assistant"`,

@@ -9,7 +9,7 @@ import (
 
 // Verdicts: Filter's answer without the node's cache entry.
 //
-// A require that reads only the node (the design's example) has one
+// A require that reads only the node (the example policy's) has one
 // result per node version for every pod, and after the first pod that
 // result is all Filter needs. The environment cache keeps it in the node
 // version's entry, which at fleet size is a trip to memory for every node

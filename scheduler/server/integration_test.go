@@ -273,7 +273,7 @@ func scheduledMessage(p *v1.Pod) string {
 
 func camera(n int64) map[string]int64 { return map[string]int64{"roam.dev/camera": n} }
 
-// (a) The design's example policy: context hospital and a free camera.
+// (a) The example policy of docs/policies.md: context hospital and a free camera.
 func (e *env) testRequire(t *testing.T) {
 	ctx := context.Background()
 	e.addPolicy(ctx, t, "hospital-apps", "medical-assistant", map[string]string{

@@ -12,7 +12,8 @@ import (
 	"github.com/roam-dev/roam/sim/network"
 )
 
-// Headline returns the two figure lines of design.md ("Headline figures"):
+// Headline returns the report's two figure lines, in the fixed form that
+// docs/design.md ("Printed figure lines") gives so runs can be compared:
 //
 //	redeploy p99: roam X s, stock Y s, ratio Z
 //	context redeploy p99: X s

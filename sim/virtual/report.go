@@ -10,7 +10,8 @@ import (
 )
 
 // WriteMarkdown writes the run's report. Its last lines are the headline
-// figures in the form fixed by the design contract.
+// figures in the fixed form docs/design.md ("Printed figure lines") gives,
+// so runs can be compared.
 func (r *Result) WriteMarkdown(w io.Writer) error {
 	c := r.Config
 	var b strings.Builder
