@@ -13,6 +13,8 @@ export GOFLAGS := -buildvcs=false
 # they report).
 export ROAM_BIN_DIR := $(BIN)
 
+ENV_IMAGES = ROAM_IMAGES_DIR=$(IMAGES) ROAM_IMAGES_VERSION='$(VERSION)' ROAM_IMAGES_REVISION='$(REVISION)'
+
 # Pinned versions (see README "Pinned versions").
 KUBE_VERSION     := v1.34.4
 ETCD_VERSION     := v3.6.4
@@ -39,7 +41,22 @@ TOOL_STAMPS := \
 
 ROAM_CMDS := $(notdir $(wildcard cmd/*))
 
-.PHONY: tools tools-compat build test test-compat test-unit test-integration test-alerts bench bench-scheduler bench-detector lint demo clean help
+# roam's version and source revision, stamped into its binaries (roam-x
+# --version) and its images' labels.
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
+ROAM_LDFLAGS := -X github.com/roam-dev/roam/internal/version.version=$(VERSION) \
+	-X github.com/roam-dev/roam/internal/version.revision=$(REVISION)
+
+# Container images (tools/images, go-containerregistry; no container engine).
+# The archives name the images <binary>:$(IMAGE_TAG); the manifests' default
+# tag is dev, so `kind load image-archive` + `kubectl apply -k manifests/`
+# need no edit.
+IMAGES          := $(BIN)/images
+IMAGE_TAG       ?= dev
+IMAGE_PLATFORMS ?= linux/amd64,linux/arm64
+
+.PHONY: tools tools-compat images push test-images build test test-compat test-unit test-integration test-alerts bench bench-scheduler bench-detector lint demo clean help
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -83,11 +100,23 @@ $(STAMPS)/compat-$(COMPAT_KUBE_VERSION): tools/k8s135/go.mod $(STAMPS)/etcd-$(ET
 
 build: ## build roam's binaries into bin/
 	@mkdir -p $(BIN)
-	$(GO) build -o $(BIN)/ $(addprefix ./cmd/,$(ROAM_CMDS))
+	$(GO) build -ldflags '$(ROAM_LDFLAGS)' -o $(BIN)/ $(addprefix ./cmd/,$(ROAM_CMDS))
 
-test: tools ## unit + integration + alert-rule tests (what CI runs)
+images: ## OCI image archives (linux/amd64+arm64) of roam-scheduler, roam-detector, roam-agent in bin/images/ (IMAGE_TAG, IMAGE_PLATFORMS)
+	cd tools/images && $(GO) run . build -root $(CURDIR) -out $(IMAGES) -version '$(VERSION)' -revision '$(REVISION)' \
+		-tag '$(IMAGE_TAG)' -platforms '$(IMAGE_PLATFORMS)' -kube-version $(KUBE_VERSION)
+
+push: images ## push the images of bin/images/ to REGISTRY (e.g. make push REGISTRY=registry.example.com/roam IMAGE_TAG=v0.1.0)
+	@if [ -z "$(REGISTRY)" ]; then echo "usage: make push REGISTRY=registry.example.com/roam [IMAGE_TAG=...]"; exit 2; fi
+	cd tools/images && $(GO) run . push -registry '$(REGISTRY)' -tag '$(IMAGE_TAG)' $(IMAGES)/*.tar
+
+test-images: images ## read back the image archives: config, platforms, and the amd64 binaries' --version
+	cd tools/images && $(ENV_IMAGES) $(GO) test -count=1 ./...
+
+test: tools ## unit + integration + alert-rule + image tests (what CI runs)
 	$(GO) test -count=1 -timeout 30m ./...
 	@if [ -d manifests/alerts ]; then $(MAKE) --no-print-directory test-alerts; fi
+	$(MAKE) --no-print-directory test-images
 
 test-compat: tools tools-compat ## make test's Go tests against that next-minor API server and controller manager
 	ROAM_BIN_DIR=$(COMPAT_BIN) ROAM_KUBE_VERSION=$(COMPAT_KUBE_VERSION) $(GO) test -count=1 -timeout 30m ./...

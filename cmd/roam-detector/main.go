@@ -36,6 +36,7 @@ import (
 	"github.com/roam-dev/roam/detector"
 	"github.com/roam-dev/roam/detector/contextcheck"
 	"github.com/roam-dev/roam/detector/phi"
+	"github.com/roam-dev/roam/internal/version"
 	"github.com/roam-dev/roam/policies"
 )
 
@@ -112,6 +113,10 @@ func parseFlags(fs *flag.FlagSet, args []string) (*options, error) {
 }
 
 func main() {
+	if version.Requested(os.Args[1:]) {
+		version.Print(os.Stdout, "roam-detector")
+		return
+	}
 	o, err := parseFlags(flag.CommandLine, os.Args[1:])
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "roam-detector:", err)

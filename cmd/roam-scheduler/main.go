@@ -11,9 +11,16 @@ import (
 	_ "k8s.io/component-base/metrics/prometheus/clientgo" // client-go metrics on /metrics
 	_ "k8s.io/component-base/metrics/prometheus/version"  // version metric on /metrics
 
+	"github.com/roam-dev/roam/internal/version"
 	"github.com/roam-dev/roam/scheduler/server"
 )
 
 func main() {
+	// roam's version; kube-scheduler's own --version would print only the
+	// Kubernetes version it is built from.
+	if version.Requested(os.Args[1:]) {
+		version.Print(os.Stdout, "roam-scheduler")
+		return
+	}
 	os.Exit(cli.Run(server.NewCommand()))
 }
