@@ -215,30 +215,22 @@ func loadExplainInput(ctx context.Context, cs kubernetes.Interface, podArg, node
 // nodeResult is the evaluation of one node.
 type nodeResult struct {
 	name     string
-	require  []string // per policy: true, false or an error
-	score    []string
+	require  []string  // per policy: true, false or an error
+	score    []string  // per policy: the score, "-" (none) or "error"
+	value    []float64 // per policy: the score (NaN when none or an error)
 	feasible bool
 	total    float64
 	reason   string
 }
 
-// explain prints, per node, each require and score and the rank.
-func explain(w io.Writer, in explainInput) error {
+// evaluate resolves the pod's policies and evaluates every node against
+// them with the policy code the scheduler runs; feasible nodes come first,
+// best total first.
+func evaluate(in explainInput) (policies.Resolution, []nodeResult) {
 	ev := policies.NewEvaluator()
 	res := policies.Resolve(ev, in.pod, in.policies, in.globalNS)
-	fmt.Fprintf(w, "pod %s/%s\n", in.pod.Namespace, in.pod.Name)
 	if res.Blocked != "" {
-		fmt.Fprintf(w, "blocked: %s (the pod stays Pending)\n", res.Blocked)
-		return nil
-	}
-	if len(res.Policies) == 0 {
-		fmt.Fprintln(w, "governed by no policy: every node is feasible, roam adds no score")
-	} else {
-		var names []string
-		for _, p := range res.Policies {
-			names = append(names, fmt.Sprintf("%s (weight %g)", p.Key(), p.Weight))
-		}
-		fmt.Fprintf(w, "governed by: %s\n", strings.Join(names, ", "))
+		return res, nil
 	}
 	podEnv := policies.PodEnvFor(in.pod)
 	var results []nodeResult
@@ -265,17 +257,20 @@ func explain(w io.Writer, in explainInput) error {
 			}
 			if !p.HasScore {
 				r.score = append(r.score, "-")
+				r.value = append(r.value, math.NaN())
 				continue
 			}
 			s, err := p.Score(ev, &env)
 			if err != nil || math.IsNaN(s) {
 				r.score = append(r.score, "error")
+				r.value = append(r.value, math.NaN())
 				if r.reason == "" && err != nil {
 					r.reason = firstLine(err.Error())
 				}
 				continue
 			}
 			r.score = append(r.score, fmt.Sprintf("%g", s))
+			r.value = append(r.value, s)
 			r.total += p.Weight * s
 		}
 		results = append(results, r)
@@ -290,6 +285,22 @@ func explain(w io.Writer, in explainInput) error {
 		}
 		return a.name < b.name
 	})
+	return res, results
+}
+
+// explain prints, per node, each require and score and the rank.
+func explain(w io.Writer, in explainInput) error {
+	res, results := evaluate(in)
+	fmt.Fprintf(w, "pod %s/%s\n", in.pod.Namespace, in.pod.Name)
+	if res.Blocked != "" {
+		fmt.Fprintf(w, "blocked: %s (the pod stays Pending)\n", res.Blocked)
+		return nil
+	}
+	if len(res.Policies) == 0 {
+		fmt.Fprintln(w, "governed by no policy: every node is feasible, roam adds no score")
+	} else {
+		fmt.Fprintf(w, "governed by: %s\n", governedBy(res.Policies))
+	}
 
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	header := []string{"RANK", "NODE"}
@@ -323,6 +334,15 @@ func explain(w io.Writer, in explainInput) error {
 		return errors.New("no node satisfies the pod's policies")
 	}
 	return nil
+}
+
+// governedBy lists policies with their weights.
+func governedBy(ps []*policies.Policy) string {
+	var names []string
+	for _, p := range ps {
+		names = append(names, fmt.Sprintf("%s (weight %g)", p.Key(), p.Weight))
+	}
+	return strings.Join(names, ", ")
 }
 
 func firstLine(s string) string {

@@ -1,0 +1,191 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/roam-dev/roam/policies"
+)
+
+// runWhy implements `roamctl why POD`.
+func runWhy(ctx context.Context, prog string, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet(prog+" why", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	kf := addKubeFlags(fs, true)
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return 2
+	}
+	if len(pos) != 1 {
+		fmt.Fprintf(stderr, "%s why: want one pod name (POD or NAMESPACE/POD)\n%s", prog, usageFor(prog))
+		return 2
+	}
+	cs, ns, err := kf.client()
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", prog, err)
+		return 1
+	}
+	name := pos[0]
+	if n, p, ok := strings.Cut(name, "/"); ok {
+		ns, name = n, p
+	}
+	pod, err := cs.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: getting pod %s/%s: %v\n", prog, ns, name, err)
+		return 1
+	}
+	s, err := loadSnapshot(ctx, cs, kf.globalNS)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", prog, err)
+		return 1
+	}
+	warnInvalid(stderr, s)
+	if err := why(stdout, pod, s); err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", prog, err)
+		return 1
+	}
+	return 0
+}
+
+// why explains pod's placement: the policies that govern it, the chosen
+// robot's requires and score components, and why the others lost or were
+// rejected; for a Pending pod, which require failed where.
+func why(w io.Writer, pod *corev1.Pod, s *snapshot) error {
+	in := explainInput{pod: pod, nodes: s.nodes, policies: s.policies, globalNS: s.globalNS,
+		requested: map[string]map[corev1.ResourceName]int64{}}
+	for _, n := range s.nodes {
+		// The pod's own requests do not count against its robot: the
+		// question is whether the robot fits it.
+		in.requested[n.Name] = policies.RequestedBy(s.podsOn(n.Name, pod))
+	}
+	res, results := evaluate(in)
+
+	fmt.Fprintf(w, "pod %s/%s: %s\n", pod.Namespace, pod.Name, podState(pod))
+	if pod.Spec.SchedulerName != "roam-scheduler" {
+		sched := pod.Spec.SchedulerName
+		if sched == "" {
+			sched = corev1.DefaultSchedulerName
+		}
+		fmt.Fprintf(w, "scheduler: %s, not roam-scheduler: roam's policies did not place it (set spec.schedulerName: roam-scheduler to opt in)\n", sched)
+	}
+	if c := scheduledCondition(pod); c != nil && c.Status != corev1.ConditionTrue && c.Message != "" {
+		fmt.Fprintf(w, "scheduler says: %s\n", c.Message)
+	}
+	if res.Blocked != "" {
+		fmt.Fprintf(w, "blocked: %s: the pod stays Pending until that policy exists and is valid\n", res.Blocked)
+		return nil
+	}
+	if len(res.Policies) == 0 {
+		fmt.Fprintln(w, "governed by no policy: roam requires nothing of its robot and adds no policy score")
+	} else {
+		fmt.Fprintf(w, "governed by: %s\n", governedBy(res.Policies))
+	}
+
+	feasible := 0
+	for _, r := range results {
+		if r.feasible {
+			feasible++
+		}
+	}
+	node := pod.Spec.NodeName
+	if node != "" {
+		var chosen *nodeResult
+		rank := 0
+		for i := range results {
+			if results[i].feasible {
+				rank++
+			}
+			if results[i].name == node {
+				chosen = &results[i]
+				break
+			}
+		}
+		if chosen == nil {
+			fmt.Fprintf(w, "robot %s: not found (deleted?)\n", node)
+			return nil
+		}
+		fmt.Fprintf(w, "on robot %s:\n", node)
+		writeComponents(w, res.Policies, chosen)
+		switch {
+		case !chosen.feasible:
+			fmt.Fprintf(w, "  now infeasible: %s (the robot changed after the pod was placed; roam-detector moves it after the policy's settle time unless onContextChange is keep)\n", chosen.reason)
+		case len(res.Policies) > 0:
+			fmt.Fprintf(w, "  rank %d of %d robots whose requires hold now\n", rank, feasible)
+		}
+	} else {
+		if feasible == 0 {
+			fmt.Fprintf(w, "no robot satisfies the pod's policies (%d robots):\n", len(results))
+		} else {
+			fmt.Fprintf(w, "%d of %d robots satisfy the pod's policies; the best now:\n", feasible, len(results))
+			writeComponents(w, res.Policies, &results[0])
+			fmt.Fprintln(w, "  (what else keeps the pod Pending — resources, taints, affinity — is in the scheduler's message above)")
+		}
+	}
+	var others []nodeResult
+	for _, r := range results {
+		if r.name != node && !(node == "" && feasible > 0 && r.name == results[0].name) {
+			others = append(others, r)
+		}
+	}
+	if len(others) > 0 && len(res.Policies) > 0 {
+		fmt.Fprintln(w, "other robots:")
+		for _, r := range others {
+			if r.feasible {
+				fmt.Fprintf(w, "  %s: total %g\n", r.name, r.total)
+			} else {
+				fmt.Fprintf(w, "  %s: %s\n", r.name, r.reason)
+			}
+		}
+	}
+	return nil
+}
+
+// writeComponents prints each policy's require and weighted score on r.
+func writeComponents(w io.Writer, ps []*policies.Policy, r *nodeResult) {
+	if len(ps) == 0 {
+		return
+	}
+	for i, p := range ps {
+		score := "no score"
+		if v := r.value[i]; !math.IsNaN(v) {
+			score = fmt.Sprintf("score %g × weight %g = %g", v, p.Weight, v*p.Weight)
+		} else if r.score[i] == "error" {
+			score = "score error"
+		}
+		fmt.Fprintf(w, "  %s: require %s, %s\n", p.Key(), r.require[i], score)
+	}
+	if r.feasible {
+		fmt.Fprintf(w, "  total %g\n", r.total)
+	}
+}
+
+// podState is "Running on robot-a", "Pending (not scheduled)", ...
+func podState(p *corev1.Pod) string {
+	phase := string(p.Status.Phase)
+	if phase == "" {
+		phase = string(corev1.PodPending)
+	}
+	if p.DeletionTimestamp != nil {
+		phase = "Terminating"
+	}
+	if p.Spec.NodeName == "" {
+		return phase + " (not scheduled)"
+	}
+	return phase + " on " + p.Spec.NodeName
+}
+
+func scheduledCondition(p *corev1.Pod) *corev1.PodCondition {
+	for i := range p.Status.Conditions {
+		if p.Status.Conditions[i].Type == corev1.PodScheduled {
+			return &p.Status.Conditions[i]
+		}
+	}
+	return nil
+}
