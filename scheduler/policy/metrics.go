@@ -56,3 +56,9 @@ func registerMetrics() *counters {
 		duration: evaluationDuration,
 	}
 }
+
+// RegisterMetrics registers roam-scheduler's policy metrics into the
+// kube-scheduler's legacy registry (once; creating the plugin does it too),
+// so tools that check names against what roam-scheduler exports (the
+// dashboard test) can gather them.
+func RegisterMetrics() { registerMetrics() }
