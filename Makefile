@@ -33,11 +33,12 @@ kube_ldflags = -s -w \
 	-X k8s.io/component-base/version.buildDate=1970-01-01T00:00:00Z
 KUBE_LDFLAGS := $(call kube_ldflags,$(KUBE_VERSION))
 
-TOOL_STAMPS := \
+# What `make demo` needs: the control plane (no promtool).
+DEMO_TOOL_STAMPS := \
 	$(STAMPS)/etcd-$(ETCD_VERSION) \
 	$(STAMPS)/kube-apiserver-$(KUBE_VERSION) \
-	$(STAMPS)/kube-controller-manager-$(KUBE_VERSION) \
-	$(STAMPS)/promtool-$(PROMTOOL_VERSION)
+	$(STAMPS)/kube-controller-manager-$(KUBE_VERSION)
+TOOL_STAMPS := $(DEMO_TOOL_STAMPS) $(STAMPS)/promtool-$(PROMTOOL_VERSION)
 
 ROAM_CMDS := $(notdir $(wildcard cmd/*))
 
@@ -101,6 +102,8 @@ $(STAMPS)/compat-$(COMPAT_KUBE_VERSION): tools/k8s135/go.mod $(STAMPS)/etcd-$(ET
 build: ## build roam's binaries into bin/
 	@mkdir -p $(BIN)
 	$(GO) build -ldflags '$(ROAM_LDFLAGS)' -o $(BIN)/ $(addprefix ./cmd/,$(ROAM_CMDS))
+	@# roamctl as a kubectl plugin: with bin/ on the PATH, `kubectl roam fleet`.
+	ln -sf roamctl $(BIN)/kubectl-roam
 
 images: ## OCI image archives (linux/amd64+arm64) of roam-scheduler, roam-detector, roam-agent in bin/images/ (IMAGE_TAG, IMAGE_PLATFORMS)
 	cd tools/images && $(GO) run . build -root $(CURDIR) -out $(IMAGES) -version '$(VERSION)' -revision '$(REVISION)' \
@@ -145,9 +148,10 @@ lint: ## gofmt and go vet must be clean
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-demo: ## 50 simulated robots against a real control plane: roam vs stock Kubernetes (DEMO_ARGS, e.g. --duration 8m)
-	$(MAKE) --no-print-directory tools build
+demo: $(DEMO_TOOL_STAMPS) ## 50 simulated robots against a real control plane: roam vs stock Kubernetes (DEMO_ARGS, e.g. --duration 8m)
+	$(MAKE) --no-print-directory build
 	$(BIN)/roam-sim --mode cluster $(DEMO_ARGS)
 
-clean: ## remove roam's binaries (keeps the pinned tools)
-	rm -f $(addprefix $(BIN)/,$(ROAM_CMDS))
+clean: ## remove roam's binaries and images (keeps the pinned tools)
+	rm -f $(addprefix $(BIN)/,$(ROAM_CMDS)) $(BIN)/kubectl-roam
+	rm -rf $(IMAGES)

@@ -1,15 +1,21 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/go-logr/logr"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2/ktesting"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 )
@@ -56,9 +62,15 @@ func TestClusterSmoke(t *testing.T) {
 	cfg.RoamBinDir = binDir
 	cfg.OutDir = t.TempDir()
 	cfg.WithRepoPaths(root)
+	var status syncBuffer
+	cfg.Status = &status
 	_, ctx := ktesting.NewTestContext(t)
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
+	// While the run lasts, its published kubeconfig serves real clients.
+	kubeconfig := filepath.Join(cfg.OutDir, KubeconfigFile)
+	listed := make(chan error, 1)
+	go func() { listed <- listNodesWith(ctx, kubeconfig) }()
 	res, err := Run(ctx, cfg)
 	if err != nil {
 		for _, f := range []string{"roam-detector.log", "roam-scheduler.log"} {
@@ -67,6 +79,15 @@ func TestClusterSmoke(t *testing.T) {
 			}
 		}
 		t.Fatalf("Run: %v", err)
+	}
+	if err := <-listed; err != nil {
+		t.Errorf("listing nodes with the published kubeconfig during the run: %v", err)
+	}
+	if _, err := os.Stat(kubeconfig); !os.IsNotExist(err) {
+		t.Errorf("the kubeconfig of a stopped control plane is still published: %v", err)
+	}
+	if !strings.Contains(status.String(), WatchCommands(kubeconfig, binDir)) {
+		t.Errorf("the run did not print the watch commands; status:\n%s", status.String())
 	}
 	var roamReplaced, stock, stockReplaced int
 	for _, s := range res.Samples {
@@ -122,6 +143,49 @@ func TestClusterSmoke(t *testing.T) {
 			t.Errorf("chart %s missing or unlabelled: %v", svg, err)
 		}
 	}
+}
+
+// listNodesWith waits for kubeconfig to appear and lists nodes with it
+// until it sees one (the sim's robots).
+func listNodesWith(ctx context.Context, kubeconfig string) error {
+	var last error
+	for ctx.Err() == nil {
+		if _, err := os.Stat(kubeconfig); err == nil {
+			cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+			if err != nil {
+				return err
+			}
+			cs, err := kubernetes.NewForConfig(cfg)
+			if err != nil {
+				return err
+			}
+			nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+			if err == nil && len(nodes.Items) > 0 {
+				return nil
+			}
+			last = err
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return fmt.Errorf("no node listed before the run ended (last error: %v)", last)
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent use.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func tail(s string, n int) string {

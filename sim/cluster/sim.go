@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -135,6 +136,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			logger.Error(err, "Stopping the control plane")
 		}
 	}()
+	kubeconfig, unpublish, err := publishKubeconfig(cp.Kubeconfig, cfg.OutDir)
+	if err != nil {
+		return nil, err
+	}
+	defer unpublish()
+	status("the control plane's admin kubeconfig is %s while the run lasts; watch roam act from another terminal:\n%s",
+		kubeconfig, strings.TrimRight(WatchCommands(kubeconfig, cfg.RoamBinDir), "\n"))
 	client, err := kubernetes.NewForConfig(withQPS(cp))
 	if err != nil {
 		return nil, fmt.Errorf("client: %w", err)
