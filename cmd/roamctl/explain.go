@@ -34,6 +34,9 @@ type explainInput struct {
 	requested map[string]map[corev1.ResourceName]int64 // by node name
 	policies  []*policies.Policy
 	globalNS  string
+	// rejectUnreachable rejects robots tainted roam.dev/unreachable for
+	// governed pods, as roam-scheduler's Filter does.
+	rejectUnreachable bool
 }
 
 // runExplain implements `roamctl policy explain`.
@@ -237,6 +240,10 @@ func evaluate(in explainInput) (policies.Resolution, []nodeResult) {
 	for _, n := range in.nodes {
 		env := policies.Env{Node: policies.NodeEnvFor(n, in.requested[n.Name]), Pod: podEnv}
 		r := nodeResult{name: n.Name, feasible: true}
+		if in.rejectUnreachable && len(res.Policies) > 0 && tainted(n, policies.UnreachableTaint) {
+			r.feasible = false
+			r.reason = "taint " + policies.UnreachableTaint + ": roam-detector suspects it"
+		}
 		for _, p := range res.Policies {
 			ok, err := p.Require(ev, &env)
 			switch {
@@ -334,6 +341,15 @@ func explain(w io.Writer, in explainInput) error {
 		return errors.New("no node satisfies the pod's policies")
 	}
 	return nil
+}
+
+func tainted(n *corev1.Node, key string) bool {
+	for _, t := range n.Spec.Taints {
+		if t.Key == key {
+			return true
+		}
+	}
+	return false
 }
 
 // governedBy lists policies with their weights.

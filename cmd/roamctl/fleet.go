@@ -284,7 +284,7 @@ func writeFleet(w io.Writer, f Fleet, format string) error {
 		fmt.Fprintln(w, "no robots (nodes with a roam.dev/ label, annotation or device); --all lists every node")
 	}
 	for _, inv := range f.InvalidPolicies {
-		fmt.Fprintf(w, "invalid policy (governs nothing new): %s\n", inv)
+		fmt.Fprintf(w, "invalid policy (its last valid version, if any, keeps serving): %s\n", inv)
 	}
 	return nil
 }

@@ -72,7 +72,7 @@ func fleetCluster(t *testing.T) (*controlplane.ControlPlane, kubernetes.Interfac
 	}
 	policy("hospital-apps", "cams", map[string]string{
 		"match":   `pod.labels["app"] == "ma"`,
-		"require": `node.context == "hospital" && node.devices["roam.dev/camera"] >= 1`,
+		"require": `node.context == "hospital" && node.devices["roam.dev/camera"] >= 2`,
 		"score":   `node.devices["roam.dev/camera"]`,
 		"weight":  "2",
 	})
@@ -180,13 +180,20 @@ func TestFleetAndWhy(t *testing.T) {
 		})
 	}
 
-	// The pending pod's policies fail on every robot; the chosen robot of
-	// the running one is scored with the camera it uses not counted.
+	// The pending pod's policies fail on every robot: robot-a has one free
+	// camera (ma-1 uses the other), robot-b is suspected, robot-c is in
+	// another context. The running pod's own camera does not count against
+	// its robot.
 	_, out, _ := roamctl(t, "why", "ma-2", "-n", "hospital-apps", kc)
-	for _, want := range []string{"robot-a: require of hospital-apps/cams is false", "robot-c: require of hospital-apps/cams is false"} {
+	for _, want := range []string{"no robot satisfies", "robot-a: require of hospital-apps/cams is false", "robot-b: taint roam.dev/unreachable",
+		"robot-c: require of hospital-apps/cams is false"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("why ma-2 lacks %q:\n%s", want, out)
 		}
+	}
+	_, out, _ = roamctl(t, "why", "ma-1", "-n", "hospital-apps", kc)
+	if !strings.Contains(out, "hospital-apps/cams: require true, score 2 × weight 2 = 4") {
+		t.Errorf("why ma-1 does not score robot-a with both its cameras:\n%s", out)
 	}
 
 	// KUBECONFIG is honoured like kubectl's; a missing context is named.

@@ -190,7 +190,12 @@ func (w *watcher) snapshot() *snapshot {
 	for _, cm := range cms {
 		p, err := policies.Parse(cm)
 		if err != nil {
-			s.invalid = append(s.invalid, cm.Namespace+"/"+cm.Name+": "+firstLine(err.Error()))
+			// ParseError's text starts with the ConfigMap's namespace/name.
+			msg := firstLine(err.Error())
+			if !strings.HasPrefix(msg, cm.Namespace+"/"+cm.Name) {
+				msg = cm.Namespace + "/" + cm.Name + ": " + msg
+			}
+			s.invalid = append(s.invalid, msg)
 			continue
 		}
 		s.policies = append(s.policies, p)

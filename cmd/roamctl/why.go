@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"sort"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -59,7 +60,7 @@ func runWhy(ctx context.Context, prog string, args []string, stdout, stderr io.W
 // rejected; for a Pending pod, which require failed where.
 func why(w io.Writer, pod *corev1.Pod, s *snapshot) error {
 	in := explainInput{pod: pod, nodes: s.nodes, policies: s.policies, globalNS: s.globalNS,
-		requested: map[string]map[corev1.ResourceName]int64{}}
+		requested: map[string]map[corev1.ResourceName]int64{}, rejectUnreachable: true}
 	for _, n := range s.nodes {
 		// The pod's own requests do not count against its robot: the
 		// question is whether the robot fits it.
@@ -95,7 +96,10 @@ func why(w io.Writer, pod *corev1.Pod, s *snapshot) error {
 		}
 	}
 	node := pod.Spec.NodeName
-	if node != "" {
+	shown := "" // the robot detailed above the others
+	switch {
+	case node != "":
+		shown = node
 		var chosen *nodeResult
 		rank := 0
 		for i := range results {
@@ -111,40 +115,56 @@ func why(w io.Writer, pod *corev1.Pod, s *snapshot) error {
 			fmt.Fprintf(w, "robot %s: not found (deleted?)\n", node)
 			return nil
 		}
+		if len(res.Policies) == 0 {
+			fmt.Fprintf(w, "on robot %s\n", node)
+			return nil
+		}
 		fmt.Fprintf(w, "on robot %s:\n", node)
 		writeComponents(w, res.Policies, chosen)
-		switch {
-		case !chosen.feasible:
-			fmt.Fprintf(w, "  now infeasible: %s (the robot changed after the pod was placed; roam-detector moves it after the policy's settle time unless onContextChange is keep)\n", chosen.reason)
-		case len(res.Policies) > 0:
+		if chosen.feasible {
 			fmt.Fprintf(w, "  rank %d of %d robots whose requires hold now\n", rank, feasible)
-		}
-	} else {
-		if feasible == 0 {
-			fmt.Fprintf(w, "no robot satisfies the pod's policies (%d robots):\n", len(results))
 		} else {
-			fmt.Fprintf(w, "%d of %d robots satisfy the pod's policies; the best now:\n", feasible, len(results))
-			writeComponents(w, res.Policies, &results[0])
-			fmt.Fprintln(w, "  (what else keeps the pod Pending — resources, taints, affinity — is in the scheduler's message above)")
+			fmt.Fprintf(w, "  no longer feasible: %s (roam-detector moves the pod after its policy's settle time, unless onContextChange is keep or onNodeFailure is keep)\n", chosen.reason)
 		}
+	case len(res.Policies) == 0:
+		return nil
+	case feasible == 0:
+		fmt.Fprintf(w, "no robot satisfies the pod's policies:\n")
+		writeOthers(w, results, "")
+		return nil
+	default:
+		shown = results[0].name
+		fmt.Fprintf(w, "%d of %d robots satisfy the pod's policies; the best now is %s:\n", feasible, len(results), shown)
+		writeComponents(w, res.Policies, &results[0])
+		fmt.Fprintln(w, "  (what else keeps the pod Pending — resources, taints, affinity — is in the scheduler's message above)")
 	}
-	var others []nodeResult
-	for _, r := range results {
-		if r.name != node && !(node == "" && feasible > 0 && r.name == results[0].name) {
-			others = append(others, r)
-		}
-	}
-	if len(others) > 0 && len(res.Policies) > 0 {
+	if len(results) > 1 {
 		fmt.Fprintln(w, "other robots:")
-		for _, r := range others {
-			if r.feasible {
-				fmt.Fprintf(w, "  %s: total %g\n", r.name, r.total)
-			} else {
-				fmt.Fprintf(w, "  %s: %s\n", r.name, r.reason)
-			}
-		}
+		writeOthers(w, results, shown)
 	}
 	return nil
+}
+
+// writeOthers lists the robots but skip: the feasible ones best first with
+// their totals, then the rejected ones by name with the reason.
+func writeOthers(w io.Writer, results []nodeResult, skip string) {
+	var ok, rejected []nodeResult
+	for _, r := range results {
+		switch {
+		case r.name == skip:
+		case r.feasible:
+			ok = append(ok, r)
+		default:
+			rejected = append(rejected, r)
+		}
+	}
+	sort.SliceStable(rejected, func(i, j int) bool { return rejected[i].name < rejected[j].name })
+	for _, r := range ok {
+		fmt.Fprintf(w, "  %s: total %g\n", r.name, r.total)
+	}
+	for _, r := range rejected {
+		fmt.Fprintf(w, "  %s: %s\n", r.name, r.reason)
+	}
 }
 
 // writeComponents prints each policy's require and weighted score on r.
