@@ -147,6 +147,7 @@ lint: ## gofmt and go vet must be clean
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	cd tools/images && $(GO) vet ./...
 
 demo: $(DEMO_TOOL_STAMPS) ## 50 simulated robots against a real control plane: roam vs stock Kubernetes (DEMO_ARGS, e.g. --duration 8m)
 	$(MAKE) --no-print-directory build
