@@ -38,11 +38,11 @@ type DriveResult struct {
 	// DrivingWrites happen while driving, StopWrites within one location
 	// interval of stopping, ParkedWrites later.
 	DrivingWrites, StopWrites, ParkedWrites int
-	ByKind                      map[Kind]int
-	ContextChanges              int
-	MaxContextDelay             time.Duration
-	MinLocationGap              time.Duration
-	MaxLocationError            float64
+	ByKind                                  map[Kind]int
+	ContextChanges                          int
+	MaxContextDelay                         time.Duration
+	MinLocationGap                          time.Duration
+	MaxLocationError                        float64
 }
 
 // position on a w×h rectangle after travelling d metres.
