@@ -76,7 +76,6 @@ func TestAgentEndToEnd(t *testing.T) {
 		_, err := os.Stat(filepath.Dir(stateFile))
 		return err == nil, nil
 	})
-	time.Sleep(200 * time.Millisecond) // the watch follows the directory
 	if err := os.WriteFile(stateFile+".tmp", []byte("context: hospital\nzone: site-a\nbattery: 64\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -145,8 +145,8 @@ func waitDir(t *testing.T, dir string) {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if _, err := os.Stat(dir); err == nil {
-			// The watch is added right after the directory is created.
-			time.Sleep(100 * time.Millisecond)
+			// A write from now on is seen: either by the watch, or by the
+			// read the watcher makes once the watch is in place.
 			return
 		}
 		if time.Now().After(deadline) {
