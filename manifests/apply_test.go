@@ -242,6 +242,7 @@ func TestApplyToAPIServer(t *testing.T) {
 		a.apply(ctx, t, append(crds, monitoring...))
 	})
 
+	t.Run("agent", func(t *testing.T) { testAgent(ctx, t, a, cp.Config, cs, w) })
 	t.Run("detector RBAC", func(t *testing.T) { testDetectorRBAC(ctx, t, cp.Config, cs) })
 	t.Run("scheduler RBAC", func(t *testing.T) { testSchedulerRBAC(ctx, t, cp.Config, cs) })
 

@@ -137,6 +137,14 @@ func TestClusterSmoke(t *testing.T) {
 	if !strings.Contains(string(report), head[0]) {
 		t.Errorf("report %s lacks the headline %q", path, head[0])
 	}
+	// Every robot's sensed state reached its Node through its agent.
+	if n := res.AgentWrites["labels"]; n < cfg.Robots {
+		t.Errorf("agent label writes %d, want at least one per robot (%d)", n, cfg.Robots)
+	}
+	if !strings.Contains(string(report), "agent node writes: ") {
+		t.Errorf("report %s does not say what sensing cost", path)
+	}
+	t.Log(res.AgentWritesLine())
 	for _, svg := range []string{"redeploy-cdf.svg", "lost-robot-timeline.svg"} {
 		data, err := os.ReadFile(filepath.Join(cfg.OutDir, svg))
 		if err != nil || !strings.Contains(string(data), "<svg") || !strings.Contains(string(data), "seed 7") {

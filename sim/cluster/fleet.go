@@ -4,15 +4,12 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"strconv"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
-
-	"github.com/roam-dev/roam/policies"
 )
 
 // Contexts returns the sites robots work in; robot i starts in
@@ -82,23 +79,19 @@ func newFleet(seed uint64, n int, devices []Device) []robotSpec {
 	return fleet
 }
 
-// node builds the robot's Node object (status is set separately: the API
-// server drops status on create).
+// node builds the robot's Node object as its kubelet registers it (status
+// is set separately: the API server drops status on create). What the
+// robot senses (context, zone, location, battery) is not there: the
+// robot's agent publishes it (see sensed and agents).
 func (r *robotSpec) node() *corev1.Node {
 	return &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{
 			Name: r.Name,
 			Labels: map[string]string{
-				policies.ContextLabel:    r.Context,
-				policies.ZoneLabel:       zoneOf(r.Context),
 				"kubernetes.io/hostname": r.Name,
 				"kubernetes.io/os":       "linux",
 				"kubernetes.io/arch":     "arm64",
 				"roam.dev/sim":           "true",
-			},
-			Annotations: map[string]string{
-				policies.LocationAnnotation: fmt.Sprintf("%g,%g", r.X, r.Y),
-				policies.BatteryAnnotation:  strconv.Itoa(r.Battery),
 			},
 		},
 	}

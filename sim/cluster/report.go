@@ -102,6 +102,9 @@ func (r *Result) WriteMarkdown(w io.Writer, charts []string) error {
 		p("- Heartbeat delivery: %d Lease renewals written, %d (%.2f%%) more than 1 s after the network model's arrival time (worst %.1f s), %d dropped with every writer busy. Late renewals mean the machine was too loaded to keep up; the detector rightly sees them as silence (and its brake holds evictions when many robots go silent at once).\n",
 			r.Renewals, r.RenewalsLate, 100*float64(r.RenewalsLate)/float64(r.Renewals), r.MaxLate.Seconds(), r.RenewalsDropped)
 	}
+	if r.AgentWrites != nil {
+		p("- Sensing: %s (setup included). Each robot's context, zone, location and battery reach its Node only through roam-agent's publisher (server-side apply, rate-limited).\n", r.AgentWritesLine())
+	}
 	p("- Stock pods on a switched robot never move (a nodeSelector is IgnoredDuringExecution): %d stayed.\n", r.stockStayed())
 	p("\n## Parameters\n\n| parameter | value |\n|---|---|\n")
 	rows := [][2]string{

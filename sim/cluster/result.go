@@ -66,6 +66,9 @@ type Result struct {
 	// because every writer was busy; MaxLate is the worst lateness.
 	Renewals, RenewalsLate, RenewalsDropped int
 	MaxLate                                 time.Duration
+	// AgentWrites counts the Node writes of the robots' agents (what the
+	// fleet's sensing cost), by kind: labels, location, battery.
+	AgentWrites map[string]int
 	// Interrupted is set when the run was cut short (Ctrl-C): the
 	// figures cover Start → End only.
 	Interrupted bool
@@ -117,6 +120,12 @@ func (s *sim) result() *Result {
 		Renewals: s.renewals, RenewalsLate: s.renewalsLate, RenewalsDropped: s.renewalsDropped, MaxLate: s.maxLate}
 	if res.End.IsZero() {
 		res.End = s.clock.Now()
+	}
+	if s.agents != nil {
+		res.AgentWrites = map[string]int{}
+		for k, v := range s.agents.Writes() {
+			res.AgentWrites[string(k)] = v
+		}
 	}
 	for k, v := range s.evictions {
 		res.Deletions[k] = v

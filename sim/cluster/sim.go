@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -28,6 +29,7 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
+	"github.com/roam-dev/roam/agent/state"
 	"github.com/roam-dev/roam/internal/controlplane"
 	"github.com/roam-dev/roam/policies"
 	"github.com/roam-dev/roam/sim/network"
@@ -82,6 +84,8 @@ type sim struct {
 
 	robots map[string]*robot
 	order  []*robot
+	// agents publish what each robot senses into its Node.
+	agents *agents
 	origin time.Time // fleet boot: network offsets count from here
 
 	mu          sync.Mutex
@@ -272,6 +276,14 @@ func (s *sim) setup(ctx, setupCtx context.Context, status func(string, ...any)) 
 		if _, err := s.client.CoordinationV1().Leases(corev1.NamespaceNodeLease).Create(setupCtx, lease, metav1.CreateOptions{}); err != nil {
 			return fmt.Errorf("creating lease %s: %w", r.spec.Name, err)
 		}
+	}
+	status("starting %d roam-agent publishers (in-process) to publish what each robot senses…", cfg.Robots)
+	s.agents = startAgents(ctx, s.client, s.order)
+	for _, r := range s.order {
+		s.agents.sense(r.spec.Name, r.spec.sensed())
+	}
+	if err := s.agents.waitPublished(setupCtx, 2*time.Minute); err != nil {
+		return fmt.Errorf("robots' agents publishing their sensed state: %w", err)
 	}
 	s.origin = s.clock.Now()
 	go s.heartbeats(ctx)
@@ -755,12 +767,13 @@ func (s *sim) switchContext(ctx context.Context) error {
 		}
 	}
 	x, y := s.rng.Float64()*100, s.rng.Float64()*100
-	patch := fmt.Sprintf(`{"metadata":{"labels":{%q:%q,%q:%q},"annotations":{%q:"%.1f,%.1f"}}}`,
-		policies.ContextLabel, to, policies.ZoneLabel, zoneOf(to), policies.LocationAnnotation, x, y)
+	// The robot drives to the new site: its agent publishes the new
+	// context, zone and location (within its debounce).
+	sensed := r.spec.sensed()
+	sensed.Context, sensed.Zone = to, zoneOf(to)
+	sensed.Location = &state.Location{X: math.Round(x*10) / 10, Y: math.Round(y*10) / 10}
 	now := s.clock.Now()
-	if _, err := s.client.CoreV1().Nodes().Patch(ctx, r.spec.Name, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
-		return fmt.Errorf("switching %s to %s: %w", r.spec.Name, to, err)
-	}
+	s.agents.sense(r.spec.Name, sensed)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r.switched, r.context = true, to
