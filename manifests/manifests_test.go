@@ -38,7 +38,7 @@ const (
 	monitoringDir = "monitoring"
 )
 
-// The names the manifests, the alerts and the README agree on.
+// The names the manifests, the alerts and the docs agree on.
 const (
 	systemNamespace   = "roam-system"
 	schedulerName     = "roam-scheduler"
@@ -147,8 +147,8 @@ func prometheusRuleFrom(rules string) (string, error) {
 
 // TestPrometheusRuleMatchesRules keeps alerts/prometheusrule.yaml and
 // alerts/rules.yaml identical in content, and checks every alert of the
-// design is there with a severity, summary, description and a runbook_url
-// whose README anchor exists.
+// roam's is there with a severity, summary, description and a runbook_url
+// whose anchor in docs/operations.md exists.
 func TestPrometheusRuleMatchesRules(t *testing.T) {
 	rulesRaw, err := os.ReadFile("alerts/rules.yaml")
 	if err != nil {
@@ -173,7 +173,7 @@ func TestPrometheusRuleMatchesRules(t *testing.T) {
 		t.Fatalf("alerts/prometheusrule.yaml spec.groups differ from alerts/rules.yaml groups; regenerate with\n  go test ./manifests -run TestPrometheusRuleMatchesRules -update")
 	}
 
-	readme, err := os.ReadFile("../README.md")
+	runbooks, err := os.ReadFile("../docs/operations.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,11 +200,11 @@ func TestPrometheusRuleMatchesRules(t *testing.T) {
 			}
 			url, _ := ann["runbook_url"].(string)
 			anchor := strings.ToLower(name)
-			if !strings.HasSuffix(url, "README.md#"+anchor) {
-				t.Errorf("%s: runbook_url %q, want it to end in README.md#%s", name, url, anchor)
+			if !strings.HasSuffix(url, "docs/operations.md#"+anchor) {
+				t.Errorf("%s: runbook_url %q, want it to end in docs/operations.md#%s", name, url, anchor)
 			}
-			if !strings.Contains(string(readme), "\n#### "+name+"\n") {
-				t.Errorf("%s: README.md has no runbook heading %q (anchor #%s)", name, "#### "+name, anchor)
+			if !strings.Contains(string(runbooks), "\n### "+name+"\n") {
+				t.Errorf("%s: docs/operations.md has no runbook heading %q (anchor #%s)", name, "### "+name, anchor)
 			}
 		}
 	}

@@ -282,7 +282,7 @@ func testSchedulerScrape(ctx context.Context, t *testing.T, cs kubernetes.Interf
 	if code, _ := scrape(tr.Status.Token); code != http.StatusForbidden {
 		t.Errorf("GET /metrics as an unbound ServiceAccount: %d, want 403", code)
 	}
-	// What README tells users to run for their Prometheus.
+	// What docs/operations.md tells users to run for their Prometheus.
 	crb := &rbacv1.ClusterRoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: "roam-metrics-reader"},
 		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "roam-metrics-reader"},

@@ -1,7 +1,7 @@
 // Command roam-detector runs roam's phi-accrual failure detector: it watches
 // node Leases, suspects robots whose heartbeats stop, taints them, and
-// reschedules the pods that a policy allows to move. See the README section
-// "roam-detector" for the model, the defaults and the flags.
+// reschedules the pods that a policy allows to move. docs/detector.md
+// describes the model, the defaults and the flags.
 package main
 
 import (

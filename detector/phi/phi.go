@@ -36,7 +36,7 @@ import (
 // Defaults. They are tuned for robots whose kubelet renews its node Lease
 // every second (nodeLeaseDurationSeconds: 4) over Wi-Fi, aiming at detection
 // within 3 s of the last heartbeat while a live robot's jitter stays far below
-// the threshold (see README, "roam-detector").
+// the threshold (docs/detector.md, "The phi model").
 const (
 	// DefaultWindow is the number of intervals remembered: 100 s of history
 	// at 1 Hz — long enough for a stable estimate of the jitter, short enough
