@@ -13,7 +13,7 @@ import "github.com/expr-lang/expr/ast"
 // where it is false the require is false for every pod, whatever pods
 // the node runs, so a scheduler may leave such nodes out before filtering
 // (and preemption, which frees devices by removing pods, cannot help on
-// them). The design's example require `node.context == "hospital" &&
+// them). The example policy's require `node.context == "hospital" &&
 // node.devices["roam.dev/camera"] >= 1` has `node.context == "hospital"`
 // as its node-object part.
 
