@@ -16,8 +16,8 @@ import (
 
 // PreFilter's narrowing is exactly as correct as filtering: over seeded
 // random fleets that change between cycles (robots change context, zone,
-// battery and reachability, pods take and free cameras, preemption-like
-// copies are filtered in between), every node a brute-force evaluation of
+// battery and reachability, pods take and free cameras, robots leave and
+// join, preemption-like copies are filtered in between), every node a brute-force evaluation of
 // the governing policies passes is among PreFilter's nodes, every node
 // PreFilter leaves out fails that evaluation, and PreFilter leaves out
 // exactly the nodes where a require's node-object part is false (unless
@@ -49,12 +49,19 @@ func TestNarrowingAgreesWithBruteForce(t *testing.T) {
 	for seed := uint64(1); seed <= 5; seed++ {
 		rng := rand.New(rand.NewPCG(seed, 23))
 		fleet := randomFleet(rng, 40+rng.IntN(40))
-		infos := make([]fwk.NodeInfo, len(fleet))
-		for i, ni := range fleet {
-			infos[i] = ni
-		}
 		narrowed := 0
 		for round := range 30 {
+			switch round % 6 { // robots leave the fleet and join it
+			case 2:
+				i := rng.IntN(len(fleet))
+				fleet = append(fleet[:i:i], fleet[i+1:]...)
+			case 4:
+				fleet = append(fleet, nodeInfo(randomRobot(rng, fmt.Sprintf("new-%d-%d", seed, round))))
+			}
+			infos := make([]fwk.NodeInfo, len(fleet))
+			for i, ni := range fleet {
+				infos[i] = ni
+			}
 			for _, pod := range pods {
 				state := framework.NewCycleState()
 				res, status := pl.PreFilter(ctx, state, pod, infos)

@@ -62,6 +62,7 @@ type Plugin struct {
 	logger       klog.Logger
 	metrics      *counters
 	nodes        nodecache.Cache
+	narrowings   narrowings // PreFilter's last narrowings
 	parallelizer parallelize.Parallelizer
 	// evaluators hold one policies.Evaluator (a reusable expression VM) per
 	// goroutine evaluating at a time: Filter and PreScore run in parallel.

@@ -3,6 +3,9 @@ package policy
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
+	"sync"
 
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/sets"
@@ -90,7 +93,8 @@ func (pl *Plugin) PreFilterExtensions() framework.PreFilterExtensions { return n
 // UnschedulableAndUnresolvable, as it marks the nodes NodeAffinity's
 // narrowing by node name leaves out). Each node is judged on its current
 // version through the node cache: a node changed since it was last judged
-// is evaluated again.
+// is evaluated again, and only such nodes are: the last narrowing of the
+// same policies is reused for NodeInfos that hold the same Node objects.
 //
 // The pod's status then counts the nodes left out as "didn't satisfy
 // plugin(s) [RoamPolicy]" rather than by policy. When no node passes,
@@ -101,20 +105,125 @@ func (pl *Plugin) narrow(ctx context.Context, s *preFilterState, nodes []fwk.Nod
 	if !s.static || len(nodes) == 0 {
 		return nil, nil
 	}
-	keep := make([]bool, len(nodes))
+	key := policySetKey(s.policies)
+	last := pl.narrowings.get(key, s.policies)
+	if last.sameNodes(nodes) {
+		return last.result, nil
+	}
+	next := &narrowing{policies: s.policies, infos: slices.Clone(nodes), objs: make([]*v1.Node, len(nodes)), keep: make([]bool, len(nodes))}
 	pl.parallelizer.Until(ctx, len(nodes), func(i int) {
-		keep[i] = pl.passesStatic(s, nodes[i])
+		ni := nodes[i]
+		next.objs[i] = ni.Node()
+		if j, ok := last.index(i, ni); ok && last.objs[j] == next.objs[i] {
+			next.keep[i] = last.keep[j] // the same Node object: the same answer
+			return
+		}
+		next.keep[i] = pl.passesStatic(s, ni)
 	}, Name)
 	names := sets.New[string]()
-	for i, ok := range keep {
+	for i, ok := range next.keep {
 		if ok {
-			names.Insert(nodes[i].Node().Name)
+			names.Insert(next.objs[i].Name)
 		}
 	}
-	if len(names) == 0 || len(names) == len(nodes) {
-		return nil, nil
+	if len(names) > 0 && len(names) < len(nodes) {
+		next.result = &framework.PreFilterResult{NodeNames: names}
 	}
-	return &framework.PreFilterResult{NodeNames: names}, nil
+	pl.narrowings.put(key, next)
+	return next.result, nil
+}
+
+// narrowing is one policy set's narrowing of the nodes of a cycle. The
+// node-object parts read only the Node objects, so a later cycle whose
+// NodeInfos hold the same Node objects has the same answer: the
+// scheduler's snapshot keeps its NodeInfos from cycle to cycle, and a
+// Node update is a new object. It is read-only once stored.
+type narrowing struct {
+	policies []*policies.Policy
+	infos    []fwk.NodeInfo
+	objs     []*v1.Node // infos[i]'s Node object when judged
+	keep     []bool
+	byInfo   map[fwk.NodeInfo]int // built on the first index call
+	once     sync.Once
+	result   *framework.PreFilterResult // nil: all nodes
+}
+
+// sameNodes reports whether nodes are n's NodeInfos, in order, holding the
+// same Node objects.
+func (n *narrowing) sameNodes(nodes []fwk.NodeInfo) bool {
+	if n == nil || len(nodes) != len(n.infos) {
+		return false
+	}
+	for i, ni := range nodes {
+		if ni != n.infos[i] || ni.Node() != n.objs[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// index returns the position of ni among n's NodeInfos, trying i first.
+func (n *narrowing) index(i int, ni fwk.NodeInfo) (int, bool) {
+	switch {
+	case n == nil:
+		return 0, false
+	case i < len(n.infos) && n.infos[i] == ni:
+		return i, true
+	}
+	n.once.Do(func() {
+		n.byInfo = make(map[fwk.NodeInfo]int, len(n.infos))
+		for i, x := range n.infos {
+			n.byInfo[x] = i
+		}
+	})
+	j, ok := n.byInfo[ni]
+	return j, ok
+}
+
+// narrowings keep the last narrowing of each of a few policy sets.
+type narrowings struct {
+	mu   sync.Mutex
+	last map[string]*narrowing
+	lru  []string // keys, least recently stored first
+}
+
+const maxNarrowings = 8
+
+func policySetKey(ps []*policies.Policy) string {
+	var b strings.Builder
+	for _, p := range ps {
+		b.WriteString(p.Key())
+		b.WriteByte(',')
+	}
+	return b.String()
+}
+
+// get returns the policy set's last narrowing, if it was made with these
+// very policies (a changed policy is a new *Policy).
+func (ns *narrowings) get(key string, ps []*policies.Policy) *narrowing {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	n := ns.last[key]
+	if n == nil || !slices.Equal(n.policies, ps) {
+		return nil
+	}
+	return n
+}
+
+func (ns *narrowings) put(key string, n *narrowing) {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	if ns.last == nil {
+		ns.last = map[string]*narrowing{}
+	}
+	if _, ok := ns.last[key]; !ok {
+		if len(ns.lru) == maxNarrowings {
+			delete(ns.last, ns.lru[0])
+			ns.lru = ns.lru[1:]
+		}
+		ns.lru = append(ns.lru, key)
+	}
+	ns.last[key] = n
 }
 
 // passesStatic reports whether ni's node passes every policy's
