@@ -62,11 +62,12 @@ type Options struct {
 }
 
 // New returns an empty cache.
-func New(o Options) Cache { return &cache{opts: o} }
+func New(o Options) Cache { return &cache{opts: o, entries: map[string]*Entry{}} }
 
 type cache struct {
 	opts    Options
-	entries sync.Map // node name → *Entry
+	mu      sync.RWMutex
+	entries map[string]*Entry // by node name
 }
 
 // Entry is what one node version yields. It is immutable.
@@ -161,8 +162,10 @@ func requestedOf(ni fwk.NodeInfo) map[v1.ResourceName]int64 {
 
 func (c *cache) Get(ev *policies.Evaluator, ni fwk.NodeInfo, ps []*policies.Policy) *Entry {
 	node := ni.Node()
-	if v, ok := c.entries.Load(node.Name); ok {
-		e := v.(*Entry)
+	c.mu.RLock()
+	e := c.entries[node.Name]
+	c.mu.RUnlock()
+	if e != nil {
 		if e.matches(ni) {
 			if e.memoizes(ps) {
 				if gen := ni.GetGeneration(); gen != e.gen && c.authoritative(ni) {
@@ -171,7 +174,7 @@ func (c *cache) Get(ev *policies.Evaluator, ni fwk.NodeInfo, ps []*policies.Poli
 					// the next lookup need not compare requests.
 					next := *e
 					next.gen = gen
-					c.entries.Store(node.Name, &next)
+					c.store(&next)
 				}
 				return e
 			}
@@ -188,12 +191,22 @@ func (c *cache) authoritative(ni fwk.NodeInfo) bool {
 // keep stores e as its node's entry when ni is authoritative.
 func (c *cache) keep(ni fwk.NodeInfo, e *Entry) *Entry {
 	if c.authoritative(ni) {
-		c.entries.Store(e.node.Name, e)
+		c.store(e)
 	}
 	return e
 }
 
-func (c *cache) Forget(nodeName string) { c.entries.Delete(nodeName) }
+func (c *cache) store(e *Entry) {
+	c.mu.Lock()
+	c.entries[e.node.Name] = e
+	c.mu.Unlock()
+}
+
+func (c *cache) Forget(nodeName string) {
+	c.mu.Lock()
+	delete(c.entries, nodeName)
+	c.mu.Unlock()
+}
 
 // build evaluates ni's version afresh.
 func (c *cache) build(ev *policies.Evaluator, ni fwk.NodeInfo, ps []*policies.Policy) *Entry {
