@@ -134,8 +134,8 @@ test-alerts: tools ## promtool check + unit tests of the alerting rules
 bench: ## Go micro-benchmarks
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
-bench-scheduler: tools ## roam vs default scheduling throughput against a real apiserver (NODES, PODS, ORDER)
-	$(GO) run ./scheduler/bench -nodes $(or $(NODES),5000) -pods $(or $(PODS),10000) $(if $(ORDER),-order $(ORDER))
+bench-scheduler: tools ## roam vs stock kube-scheduler (mixed fleet) and roam's overhead (homogeneous fleet) against a real apiserver (NODES, PODS, ORDER, FLEETS)
+	$(GO) run ./scheduler/bench -nodes $(or $(NODES),5000) -pods $(or $(PODS),10000) $(if $(ORDER),-order $(ORDER)) $(if $(FLEETS),-fleets $(FLEETS))
 
 bench-detector: NODES ?= 10000
 bench-detector: ## detector CPU/RSS/sweep at 10,000 nodes @1Hz (NODES)

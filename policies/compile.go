@@ -49,6 +49,9 @@ type program struct {
 	prog   *vm.Program
 	fast   fastExpr // optional allocation-free evaluator of the same program
 	memo   *memoPlan
+	// static is a require's node-object part (see static.go), nil when it
+	// has none.
+	static func(*Env) bool
 }
 
 // programs holds a policy's compiled expressions; nil when absent.
@@ -123,6 +126,9 @@ func compile(key, source string, k kind) (*program, *Problem) {
 	p.fast = buildFast(prog.Node(), k)
 	if key != KeyMatch {
 		p.memo = buildMemo(prog.Node(), k)
+	}
+	if key == KeyRequire {
+		p.static = buildStatic(prog.Node())
 	}
 	return p, nil
 }

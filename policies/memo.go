@@ -159,6 +159,9 @@ type NodeMemo struct {
 	// required is the result of a require that reads only the node:
 	// 0 not memoized, 1 true, 2 false.
 	required int8
+	// static is the result of the require's node-object part (true when
+	// it has none; see HasStaticRequire).
+	static bool
 	// nreq of the n slots are the require's, the rest the score's: in
 	// inline when they fit (no pointer to chase), else in more.
 	nreq, n uint8
@@ -182,7 +185,7 @@ func (m *NodeMemo) slots() []slot {
 // environment does not change: a scheduler keeps it per NodeInfo
 // generation.
 func (p *Policy) Memoize(ev *Evaluator, node *NodeEnv) NodeMemo {
-	m := NodeMemo{policy: p}
+	m := NodeMemo{policy: p, static: p.StaticRequire(ev, node)}
 	rp, sp := p.require.plan(), p.score.plan()
 	if rp == nil && sp == nil {
 		return m

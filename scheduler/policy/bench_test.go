@@ -30,15 +30,15 @@ func benchNode() *v1.Node {
 
 // BenchmarkFilterScore is one pod × one node through RoamPolicy's Filter,
 // PreScore and Score with the example policy of docs/policies.md (goal ≤ 2 µs/op),
-// in cycles of 128 nodes with PreFilter and NormalizeScore shared by them.
-// The node's expression environment is cached per NodeInfo generation, as
-// in a scheduling cycle.
+// in cycles of 128 nodes with PreFilter and NormalizeScore shared by them
+// (their per-cycle allocations are spread over the cycle's nodes). The
+// node's version is cached, as in a scheduling cycle.
 func BenchmarkFilterScore(b *testing.B) {
 	benchmarkFilterScore(b, false)
 }
 
 // BenchmarkFilterScoreNodeChanged rebuilds the node's environment in every
-// Filter (its NodeInfo changed since the last cycle): the worst case.
+// Filter (a new Node object each time): the worst case.
 func BenchmarkFilterScoreNodeChanged(b *testing.B) {
 	benchmarkFilterScore(b, true)
 }
@@ -48,6 +48,7 @@ func benchmarkFilterScore(b *testing.B, changed bool) {
 	pod := assistantPod("ma-0")
 	ctx := context.Background()
 	node := benchNode()
+	versions := []*v1.Node{node, node.DeepCopy()}
 	ni := nodeInfo(node)
 	const perCycle = 128
 	infos := make([]fwk.NodeInfo, perCycle)
@@ -62,9 +63,9 @@ func benchmarkFilterScore(b *testing.B, changed bool) {
 		if _, s := pl.PreFilter(ctx, state, pod, nil); !s.IsSuccess() {
 			b.Fatal(s)
 		}
-		for range perCycle {
+		for j := range perCycle {
 			if changed {
-				ni.SetNode(node) // bumps the generation
+				ni.SetNode(versions[j%2])
 			}
 			if s := pl.Filter(ctx, state, pod, ni); !s.IsSuccess() {
 				b.Fatal(s)
@@ -98,10 +99,8 @@ func BenchmarkFilterScoreFleet(b *testing.B) { benchmarkFleet(b, 0) }
 
 // BenchmarkFilterScoreFleetChurn is BenchmarkFilterScoreFleet with nodes
 // changing as they do while a scheduler binds pods: after each cycle two
-// robots get a new NodeInfo version (bench-scheduler sees about 1.6 new
-// versions per pod), so node versions are spread over the generations
-// rather than consecutive, and caches keyed by generation meet the
-// collisions they meet in a scheduler.
+// robots get a new version (a new Node object; bench-scheduler sees about
+// 1.6 new NodeInfo versions per pod).
 func BenchmarkFilterScoreFleetChurn(b *testing.B) { benchmarkFleet(b, 2) }
 
 func benchmarkFleet(b *testing.B, changesPerCycle int) {
@@ -109,11 +108,13 @@ func benchmarkFleet(b *testing.B, changesPerCycle int) {
 	pod := assistantPod("ma-0")
 	const fleet, perCycle = 5000, 500
 	nis := make([]*framework.NodeInfo, fleet)
+	versions := make([][2]*v1.Node, fleet) // two objects per robot, swapped on a change
 	for i := range nis {
 		n := benchNode()
 		n.Name = fmt.Sprintf("robot-%05d", i)
 		n.Annotations[policies.LocationAnnotation] = fmt.Sprintf("%d,%d", i%100, i/100)
 		nis[i] = nodeInfo(n)
+		versions[i] = [2]*v1.Node{n, n.DeepCopy()}
 	}
 	thrash := make([]byte, 8<<20) // bigger than the L2 and a share of the L3
 	scores := make(framework.NodeScoreList, perCycle)
@@ -150,17 +151,16 @@ func benchmarkFleet(b *testing.B, changesPerCycle int) {
 	}
 	change := func() {
 		for range changesPerCycle {
-			ni := nis[rng.IntN(fleet)]
-			ni.SetNode(ni.Node()) // a new version (a pod bound to it, say)
+			i := rng.IntN(fleet)
+			next := versions[i][0]
+			if nis[i].Node() == next {
+				next = versions[i][1]
+			}
+			nis[i].SetNode(next) // a new version (the robot moved, say)
 		}
 	}
-	// Warm the environment cache, and with churn let the versions spread
-	// (4,000 new versions, less than bench-scheduler's 16,000 per 10,000
-	// pods: the benchmark runs more cycles).
+	// Warm the node cache.
 	warm := fleet / perCycle
-	if changesPerCycle > 0 {
-		warm = 2000
-	}
 	for c := 0; c < warm; c++ {
 		cycle(c)
 		change()

@@ -59,7 +59,7 @@ func TestThroughFramework(t *testing.T) {
 	for _, ni := range nodes {
 		status := fw.RunFilterPlugins(ctx, state, pod, ni)
 		if ni.Node().Name == "store" {
-			if status.Code() != fwk.Unschedulable || !strings.Contains(status.Message(), "policy hospital-apps/medical-assistant: require false") {
+			if status.Code() != fwk.UnschedulableAndUnresolvable || !strings.Contains(status.Message(), "policy hospital-apps/medical-assistant: require false") {
 				t.Fatalf("store robot: %v", status)
 			}
 			continue

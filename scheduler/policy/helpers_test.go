@@ -12,6 +12,7 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/klog/v2/ktesting"
 	"k8s.io/kubernetes/pkg/scheduler/framework"
+	schedmetrics "k8s.io/kubernetes/pkg/scheduler/metrics"
 	st "k8s.io/kubernetes/pkg/scheduler/testing"
 
 	"github.com/roam-dev/roam/policies"
@@ -59,6 +60,7 @@ func newTestPlugin(t testing.TB, cms ...*v1.ConfigMap) *Plugin {
 	}
 	args := RoamPolicyArgs{}
 	args.SetDefaults()
+	schedmetrics.Register() // the Parallelizer counts its goroutines
 	return newPlugin(nil, store, args, klog.FromContext(ctx))
 }
 

@@ -48,20 +48,20 @@ func (pl *Plugin) isSchedulableAfterNodeChange(logger klog.Logger, pod *v1.Pod, 
 		return fwk.Queue, fmt.Errorf("%s: want *v1.Node, got %T", Name, newObj)
 	}
 	oldNode, _ := oldObj.(*v1.Node)
-	w := pl.getWorker()
-	defer pl.putWorker(w)
-	res := pl.store.ForPod(w.ev, pod)
+	ev := pl.evaluator()
+	defer pl.release(ev)
+	res := pl.store.ForPod(ev, pod)
 	switch {
 	case res.Blocked != "":
 		return fwk.QueueSkip, nil // only a policy change helps
 	case len(res.Policies) == 0:
 		return fwk.Queue, nil // no longer governed
 	}
-	if !pl.couldPass(w, res.Policies, pod, newNode) {
+	if !pl.couldPass(ev, res.Policies, pod, newNode) {
 		logger.V(5).Info("Node change does not make the pod pass its policies", "pod", klog.KObj(pod), "node", klog.KObj(newNode))
 		return fwk.QueueSkip, nil
 	}
-	if oldNode != nil && pl.couldPass(w, res.Policies, pod, oldNode) {
+	if oldNode != nil && pl.couldPass(ev, res.Policies, pod, oldNode) {
 		return fwk.QueueSkip, nil // it passed before: this change is not what RoamPolicy rejected
 	}
 	logger.V(5).Info("Node change may make the pod pass its policies", "pod", klog.KObj(pod), "node", klog.KObj(newNode))
@@ -71,14 +71,13 @@ func (pl *Plugin) isSchedulableAfterNodeChange(logger klog.Logger, pod *v1.Pod, 
 // couldPass reports whether node could pass Filter for pod, counting every
 // allocatable device as free (the hint sees no pods); an evaluation error
 // counts as passing so the pod is retried rather than stuck.
-func (pl *Plugin) couldPass(w *worker, ps []*policies.Policy, pod *v1.Pod, node *v1.Node) bool {
+func (pl *Plugin) couldPass(ev *policies.Evaluator, ps []*policies.Policy, pod *v1.Pod, node *v1.Node) bool {
 	if *pl.args.RejectUnreachable && hasUnreachableTaint(node) {
 		return false
 	}
-	w.env.Node = policies.NodeEnvFor(node, nil)
-	w.env.Pod = policies.PodEnvFor(pod)
+	env := policies.Env{Node: policies.NodeEnvFor(node, nil), Pod: policies.PodEnvFor(pod)}
 	for _, p := range ps {
-		if ok, err := p.Require(w.ev, &w.env); err == nil && !ok {
+		if ok, err := p.Require(ev, &env); err == nil && !ok {
 			return false
 		}
 	}
@@ -124,8 +123,8 @@ func (pl *Plugin) onPolicyChange(c policies.Change) {
 		pl.logger.Error(err, "Listing pods to requeue after a policy change", "policy", c.Key)
 		return
 	}
-	w := pl.getWorker()
-	defer pl.putWorker(w)
+	ev := pl.evaluator()
+	defer pl.release(ev)
 	activate := make(map[string]*v1.Pod)
 	for _, pod := range pods {
 		if pod.Spec.NodeName != "" || (pod.Namespace != ns && ns != pl.store.GlobalNamespace()) {
@@ -137,8 +136,8 @@ func (pl *Plugin) onPolicyChange(c policies.Change) {
 			}
 			continue
 		}
-		w.env = policies.Env{Pod: policies.PodEnvFor(pod)}
-		if matches(w, c.Old) || matches(w, c.New) {
+		env := policies.Env{Pod: policies.PodEnvFor(pod)}
+		if matches(ev, &env, c.Old) || matches(ev, &env, c.New) {
 			activate[pod.Namespace+"/"+pod.Name] = pod
 		}
 	}
@@ -148,10 +147,10 @@ func (pl *Plugin) onPolicyChange(c policies.Change) {
 	}
 }
 
-func matches(w *worker, p *policies.Policy) bool {
+func matches(ev *policies.Evaluator, env *policies.Env, p *policies.Policy) bool {
 	if p == nil || !p.HasMatch {
 		return false
 	}
-	ok, err := p.Match(w.ev, &w.env)
+	ok, err := p.Match(ev, env)
 	return err == nil && ok
 }

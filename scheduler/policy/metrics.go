@@ -27,7 +27,7 @@ var (
 	}, []string{"result"})
 	evaluationDuration = metrics.NewHistogram(&metrics.HistogramOpts{
 		Name: "roam_policy_evaluation_duration_seconds",
-		Help: "Time to evaluate the governing policies of one pod against one node (Filter, which also scores the nodes it passes, or Score), " +
+		Help: "Time RoamPolicy's Filter takes to evaluate the governing policies of one pod against one node, " +
 			"sampled in the scheduling cycles the framework samples for plugin metrics.",
 		// 250 ns .. ~4 ms
 		Buckets:        metrics.ExponentialBuckets(250e-9, 4, 8),

@@ -28,7 +28,7 @@ func preFilter(t *testing.T, pl *Plugin, pod *v1.Pod) (*framework.CycleState, *f
 
 // governing returns the policies PreFilter resolved for this cycle's pod.
 func governing(state fwk.CycleState) []*policies.Policy {
-	if s, ok := readState(state); ok {
+	if s, err := getPreFilterState(state); err == nil {
 		return s.policies
 	}
 	return nil
@@ -91,8 +91,8 @@ func TestFilter(t *testing.T) {
 		reason string
 	}{
 		{name: "hospital robot with a camera", ni: nodeInfo(robotNode("h", "hospital", "1,1", "2")), code: fwk.Success},
-		{name: "store robot", ni: nodeInfo(robotNode("s", "store", "1,1", "2")), code: fwk.Unschedulable,
-			reason: "policy hospital-apps/medical-assistant: require false"},
+		{name: "store robot", ni: nodeInfo(robotNode("s", "store", "1,1", "2")), code: fwk.UnschedulableAndUnresolvable,
+			reason: "policy hospital-apps/medical-assistant: require false"}, // no preemption can change its context
 		{name: "no camera", ni: nodeInfo(robotNode("h0", "hospital", "1,1", "0")), code: fwk.Unschedulable,
 			reason: "policy hospital-apps/medical-assistant: require false"},
 		{name: "its only camera is taken", ni: nodeInfo(robotNode("h1", "hospital", "1,1", "1"), cameraPod), code: fwk.Unschedulable,
@@ -175,8 +175,8 @@ func TestScore(t *testing.T) {
 	if s := pl.PreScore(context.Background(), state, pod, infos); !s.IsSuccess() {
 		t.Fatal(s)
 	}
-	if s, _ := readState(state); s.measures == nil || s.measures.ms[0].policy != 10 {
-		t.Fatalf("PreScore's measures %+v; want near's policy score 10 first", s.measures)
+	if s, err := getPreScoreState(state); err != nil || s.policy[0] != 10 {
+		t.Fatalf("PreScore's measures %+v (%v); want near's policy score 10 first", s, err)
 	}
 	var scores framework.NodeScoreList
 	for _, ni := range infos {
@@ -212,30 +212,31 @@ func TestScoreSkippedWithoutScoreExpression(t *testing.T) {
 
 func TestNormalizeScoreErrorsAndTies(t *testing.T) {
 	pl := newTestPlugin(t)
-	s := &State{scoring: 1}
+	s := &preScoreState{scoring: 1}
 	state := framework.NewCycleState()
-	state.Write(stateKey, s)
+	state.Write(preScoreStateKey, s)
 	var scores framework.NodeScoreList
-	s.measures = pl.measures.get()
 	for i, v := range []float64{5, math.NaN(), 5} {
-		s.measures.nodes = append(s.measures.nodes, st.MakeNode().Name(fmt.Sprint(i)).Obj())
-		s.measures.ms = append(s.measures.ms, measure{policy: v})
+		s.names = append(s.names, fmt.Sprint(i))
+		s.policy = append(s.policy, v)
+		s.measures = append(s.measures, 0)
 		scores = append(scores, framework.NodeScore{Name: fmt.Sprint(i)})
 	}
-	if st := pl.NormalizeScore(context.Background(), state, nil, scores); !st.IsSuccess() {
-		t.Fatal(st)
-	}
-	if scores[0].Score != 100 || scores[1].Score != 0 || scores[2].Score != 100 {
-		t.Fatalf("scores %v: want ties 100, errors 0", scores)
-	}
-	if st := pl.NormalizeScore(context.Background(), state, nil, scores); st.IsSuccess() {
-		t.Fatal("NormalizeScore ran twice on one PreScore's measures")
+	for range 2 { // NormalizeScore leaves PreScore's state as it found it
+		if st := pl.NormalizeScore(context.Background(), state, nil, scores); !st.IsSuccess() {
+			t.Fatal(st)
+		}
+		if scores[0].Score != 100 || scores[1].Score != 0 || scores[2].Score != 100 {
+			t.Fatalf("scores %v: want ties 100, errors 0", scores)
+		}
 	}
 	// A node PreScore did not measure is an error.
-	s.measures = pl.measures.get()
-	s.measures.nodes, s.measures.ms = append(s.measures.nodes, st.MakeNode().Name("y").Obj()), append(s.measures.ms, measure{})
 	if st := pl.NormalizeScore(context.Background(), state, nil, framework.NodeScoreList{{Name: "x"}}); st.IsSuccess() {
 		t.Fatal("NormalizeScore of a node PreScore did not measure succeeded")
+	}
+	// So is a cycle without PreScore.
+	if st := pl.NormalizeScore(context.Background(), framework.NewCycleState(), nil, scores); st.IsSuccess() {
+		t.Fatal("NormalizeScore without PreScore succeeded")
 	}
 }
 
@@ -364,9 +365,8 @@ func TestMetricsRegistered(t *testing.T) {
 	}
 }
 
-// Filter finds each cycle's own State: the cycle RoamPolicy saw last by
-// a shortcut, an earlier one and a clone (preemption's dry runs) from the
-// cycle state itself.
+// Filter finds each cycle's own state: the last cycle's, an earlier one's
+// and their clones (preemption's dry runs).
 func TestFilterReadsItsOwnCycle(t *testing.T) {
 	pl := newTestPlugin(t,
 		policyCM("hospital-apps", "medical-assistant", exampleData()),

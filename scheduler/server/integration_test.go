@@ -319,9 +319,11 @@ func (e *env) testNearest(t *testing.T) {
 	}
 }
 
-// (c) No eligible robot: Pending with a message naming the policy; then a
-// robot's context label changes so it fits, and the QueueingHint requeues
-// the pod (well before the 5-minute unschedulable flush).
+// (c) No eligible robot: Pending with a message naming RoamPolicy (the
+// robots in other contexts were left out at PreFilter: a store robot
+// elsewhere passes the policy's node-object part); then a robot's context
+// label changes so it fits, and the QueueingHint requeues the pod (well
+// before the 5-minute unschedulable flush).
 func (e *env) testQueueingHints(t *testing.T) {
 	ctx := context.Background()
 	e.addPolicy(ctx, t, "store-apps", "shelf-scanner", map[string]string{
@@ -330,8 +332,9 @@ func (e *env) testQueueingHints(t *testing.T) {
 	})
 	e.addRobot(ctx, t, robot{name: "c-1", kase: "c", context: "hospital"})
 	e.addRobot(ctx, t, robot{name: "c-2", kase: "c", context: "hospital"})
+	e.addRobot(ctx, t, robot{name: "c-elsewhere", kase: "c-elsewhere", context: "store"})
 	e.addPod(ctx, t, podSpec{ns: "store-apps", name: "scanner-0", kase: "c", labels: map[string]string{"app": "shelf-scanner"}})
-	msg := e.waitUnschedulable(ctx, t, "store-apps", "scanner-0", "2 policy store-apps/shelf-scanner: require false")
+	msg := e.waitUnschedulable(ctx, t, "store-apps", "scanner-0", "node(s) didn't satisfy plugin(s) [RoamPolicy]", "didn't match Pod's node affinity/selector")
 	t.Logf("Pending: %s", msg)
 
 	// An unrelated annotation change must not matter; a label change to
@@ -350,7 +353,9 @@ func (e *env) testQueueingHints(t *testing.T) {
 }
 
 // (c2) A pending pod whose policy changes so a node fits is requeued by
-// the policy Store's change hook (handle.Activate).
+// the policy Store's change hook (handle.Activate). No robot passes the
+// policy's node-object part, so none is left out at PreFilter and the
+// message names the policy.
 func (e *env) testPolicyChange(t *testing.T) {
 	ctx := context.Background()
 	e.addPolicy(ctx, t, "store-apps", "inventory", map[string]string{

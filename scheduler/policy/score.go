@@ -1,0 +1,206 @@
+package policy
+
+import (
+	"context"
+	"fmt"
+	"math"
+
+	v1 "k8s.io/api/core/v1"
+	fwk "k8s.io/kube-scheduler/framework"
+	"k8s.io/kubernetes/pkg/scheduler/framework"
+	"k8s.io/kubernetes/pkg/scheduler/framework/parallelize"
+
+	"github.com/roam-dev/roam/policies"
+	"github.com/roam-dev/roam/scheduler/capability"
+	"github.com/roam-dev/roam/scheduler/policy/nodecache"
+)
+
+// preScoreStateKey is where PreScore leaves its preScoreState.
+const preScoreStateKey fwk.StateKey = "PreScore" + Name
+
+// preScoreState is PreScore's measure of every feasible node, in the
+// order PreScore got them (the order of NormalizeScore's list). It is
+// read-only once written, so Clone shares it.
+type preScoreState struct {
+	want     *capability.Want // nil: no built-in preference applies
+	scoring  int              // policies with a score (0: policies do not score the pod)
+	names    []string
+	policy   []float64 // the policies' weighted score of names[i] (NaN: failed to evaluate)
+	measures []capability.Raw
+}
+
+// Clone implements fwk.StateData.
+func (s *preScoreState) Clone() fwk.StateData { return s }
+
+func getPreScoreState(state fwk.CycleState) (*preScoreState, error) {
+	v, err := state.Read(preScoreStateKey)
+	if err != nil {
+		return nil, fmt.Errorf("%s: reading %q from the cycle state: %w", Name, preScoreStateKey, err)
+	}
+	s, ok := v.(*preScoreState)
+	if !ok {
+		return nil, fmt.Errorf("%s: %+v is not a RoamPolicy PreScore state", Name, v)
+	}
+	return s, nil
+}
+
+// PreScore decides what scores the pod, its policies' scores and roam's
+// built-in preferences, and measures every feasible node, in parallel as
+// the framework's Parallelizer runs work. A pod no policy governs gets the
+// built-in preferences when it opted in (roam.dev/target or
+// roam.dev/prefer-features); with nothing to score, Score is skipped.
+func (pl *Plugin) PreScore(ctx context.Context, state fwk.CycleState, pod *v1.Pod, nodes []fwk.NodeInfo) *fwk.Status {
+	pf, err := getPreFilterState(state)
+	if err != nil { // PreFilter skipped the pod: no policy governs it
+		pf = &preFilterState{want: capability.WantOf(pod, pl.weights, false)}
+	}
+	if pf.scoring == 0 && pf.want == nil {
+		return fwk.NewStatus(fwk.Skip)
+	}
+	s := &preScoreState{want: pf.want, scoring: pf.scoring, names: make([]string, len(nodes)),
+		policy: make([]float64, len(nodes)), measures: make([]capability.Raw, len(nodes))}
+	errs := parallelize.NewErrorChannel()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pl.parallelizer.Until(ctx, len(nodes), func(i int) {
+		node := nodes[i].Node()
+		if node == nil {
+			errs.SendErrorWithCancel(fmt.Errorf("%s: node not found", Name), cancel)
+			return
+		}
+		s.names[i] = node.Name
+		ev := pl.evaluator()
+		defer pl.release(ev)
+		e := pl.nodes.Get(ev, nodes[i], pf.policies)
+		if s.scoring > 0 {
+			s.policy[i] = pl.policyScore(ev, pf, e)
+		}
+		if s.want != nil {
+			s.measures[i] = s.want.Measure(e.Location(), e.Labels, e)
+		}
+	}, Name)
+	if err := errs.ReceiveError(); err != nil {
+		return fwk.AsStatus(err)
+	}
+	if s.scoring > 0 {
+		scored := 0
+		for _, v := range s.policy {
+			if !math.IsNaN(v) {
+				scored++
+			}
+		}
+		pl.metrics.scored.Add(float64(scored * s.scoring))
+	}
+	state.Write(preScoreStateKey, s)
+	return nil
+}
+
+// policyScore is the weighted sum of the policies' scores on a node, or
+// NaN when one fails to evaluate.
+func (pl *Plugin) policyScore(ev *policies.Evaluator, pf *preFilterState, e *nodecache.Entry) float64 {
+	total := 0.0
+	for _, p := range pf.policies {
+		if !p.HasScore {
+			continue
+		}
+		v, err := p.ScoreWith(ev, e.Memo(p), e.Env(), &pf.pod)
+		if err != nil {
+			pl.metrics.err.Inc()
+			pl.logger.V(4).Info("Policy score failed", "node", e.Env().Name, "err", err)
+			return math.NaN()
+		}
+		total += p.Weight * v
+	}
+	return total
+}
+
+// Score does nothing: PreScore measured every feasible node, and
+// NormalizeScore turns the measures into scores, since a node's score
+// depends on the range of all the others'.
+func (pl *Plugin) Score(context.Context, fwk.CycleState, *v1.Pod, fwk.NodeInfo) (int64, *fwk.Status) {
+	return 0, nil
+}
+
+// ScoreExtensions implements framework.ScorePlugin.
+func (pl *Plugin) ScoreExtensions() framework.ScoreExtensions { return pl }
+
+// NormalizeScore turns PreScore's measures into 0..100: the policies'
+// weighted sums, compressed with the signed logarithm sign(s)·ln(1+|s|) so
+// one huge penalty (say an unknown location's distance) does not flatten
+// the differences between the others, then scaled linearly (the best node
+// 100, the worst 0, all equal 100; a sum that failed to evaluate 0); roam's
+// built-in preferences normalized by capability.Want.Normalize; the two
+// combined by policyWeight and the built-in components' weights.
+func (pl *Plugin) NormalizeScore(_ context.Context, state fwk.CycleState, _ *v1.Pod, scores framework.NodeScoreList) *fwk.Status {
+	s, err := getPreScoreState(state)
+	if err != nil {
+		return fwk.AsStatus(err)
+	}
+	n := len(scores)
+	pol, raws, capab := make([]float64, n), make([]capability.Raw, n), make([]int64, n)
+	var index map[string]int // built only when the list is not in PreScore's order
+	for i := range scores {
+		j := i
+		if i >= len(s.names) || s.names[i] != scores[i].Name {
+			if index == nil {
+				index = make(map[string]int, len(s.names))
+				for k, name := range s.names {
+					index[name] = k
+				}
+			}
+			var ok bool
+			if j, ok = index[scores[i].Name]; !ok {
+				return fwk.AsStatus(fmt.Errorf("%s: node %s has no measure in this cycle", Name, scores[i].Name))
+			}
+		}
+		pol[i], raws[i] = s.policy[j], s.measures[j]
+	}
+	var policyW int64
+	var lo, hi float64
+	if s.scoring > 0 {
+		policyW = *pl.args.PolicyWeight
+		lo, hi = compressAll(pol)
+	}
+	capW := s.want.Weight()
+	if capW > 0 {
+		s.want.Normalize(raws, capab)
+	}
+	for i := range scores {
+		var total int64
+		if policyW > 0 {
+			switch v := pol[i]; {
+			case math.IsNaN(v) || math.IsInf(v, 0):
+			case hi == lo:
+				total += policyW * framework.MaxNodeScore
+			default:
+				total += policyW * int64(math.Round((v-lo)/(hi-lo)*float64(framework.MaxNodeScore)))
+			}
+		}
+		if capW > 0 {
+			total += capW * capab[i]
+		}
+		if policyW+capW > 0 {
+			total /= policyW + capW
+		}
+		scores[i].Score = total
+	}
+	return nil
+}
+
+// compressAll compresses vs in place and returns the range of the finite
+// results.
+func compressAll(vs []float64) (lo, hi float64) {
+	lo, hi = math.Inf(1), math.Inf(-1)
+	for i, v := range vs {
+		if v < 0 {
+			v = -math.Log1p(-v)
+		} else {
+			v = math.Log1p(v)
+		}
+		vs[i] = v
+		if !math.IsNaN(v) && !math.IsInf(v, 0) {
+			lo, hi = math.Min(lo, v), math.Max(hi, v)
+		}
+	}
+	return lo, hi
+}
