@@ -148,7 +148,13 @@ func (p *Planner) Next(now time.Time) (due bool, at time.Time, kind Kind) {
 	if at.IsZero() {
 		return false, time.Time{}, ""
 	}
-	return !at.After(now), at, kind
+	due = !at.After(now)
+	if due && !p.urgentSince.IsZero() {
+		// The write carries a label change: count it as one, whatever
+		// made it due first.
+		kind = KindLabels
+	}
+	return due, at, kind
 }
 
 // Written records that s (a state previously observed, normally the

@@ -118,6 +118,18 @@ func TestBatteryStepAndInterval(t *testing.T) {
 	}
 }
 
+func TestContextChangeWithAMoveIsALabelsWrite(t *testing.T) {
+	p := NewPlanner(DefaultLimits())
+	p.Observe(st("a", 0, 0, 80), t0)
+	written(p, t0)
+	// The robot reaches another site: the location is due at once (the
+	// interval has long passed) and the write carries the new context.
+	p.Observe(st("b", 50, 50, 80), at(time.Minute))
+	if due, _, kind := p.Next(at(time.Minute)); !due || kind != KindLabels {
+		t.Fatalf("context change with a move: due=%v kind=%v, want a labels write at once", due, kind)
+	}
+}
+
 func TestKeysAppearingOrDisappearingAreUrgent(t *testing.T) {
 	l := DefaultLimits()
 	p := NewPlanner(l)
