@@ -28,7 +28,7 @@ func (r *Result) WriteMarkdown(w io.Writer) error {
 	row("links", "`"+network.FormatLinks(c.Network.Links)+"`")
 	row("dropouts", fmt.Sprintf("%g per robot-hour, log-normal median %s, at least %s", c.Network.DropoutsPerHour, c.Network.DropoutMedian, c.Network.DropoutMin))
 	row("deaths", fmt.Sprintf("%g per robot-day, repaired after %s", c.Network.DeathsPerDay, c.Network.RepairTime))
-	p := c.Phi.WithDefaults()
+	p := c.Phi
 	row("roam phi", fmt.Sprintf("threshold %g, window %d, min σ %s, acceptable pause %s, first interval %s, max interval %s, tick %s",
 		c.Threshold, p.Window, p.MinStdDev, p.AcceptablePause, p.FirstInterval, p.MaxInterval, c.Tick))
 	row("stock Kubernetes", fmt.Sprintf("node-monitor-grace-period %s, node-monitor-period %s", c.StockGrace, c.StockPeriod))

@@ -73,6 +73,14 @@ func PekkoConfig() (phi.Config, float64) {
 	}, 8
 }
 
+// leasePhi is roam-detector's phi configuration for a node whose Lease
+// lasts leaseSeconds.
+func leasePhi(leaseSeconds int32) phi.Config {
+	c := phi.DefaultConfig()
+	c.FirstInterval = phi.FirstIntervalForLease(leaseSeconds)
+	return c
+}
+
 // DefaultConfig is the run `roam-sim --mode virtual` does by default.
 func DefaultConfig() Config {
 	return Config{
@@ -80,7 +88,7 @@ func DefaultConfig() Config {
 		Duration:    24 * time.Hour,
 		Seed:        1,
 		Network:     network.DefaultModel(),
-		Phi:         phi.Config{FirstInterval: phi.FirstIntervalForLease(4)},
+		Phi:         leasePhi(4),
 		Threshold:   8,
 		Tick:        200 * time.Millisecond,
 		Sweep:       []float64{1, 2, 3, 4, 5, 6, 8, 10, 12, 16},
@@ -420,7 +428,7 @@ func simulateRobot(cfg *Config, thresholds []float64, i int, t *tally) {
 	for k := range t.evict {
 		r.scores = append(r.scores, &t.evict[k])
 	}
-	r.roamPause, r.roamZ = cfg.Phi.WithDefaults().AcceptablePause, quantile(slices.Min(thresholds))
+	r.roamPause, r.roamZ = cfg.Phi.AcceptablePause, quantile(slices.Min(thresholds))
 	r.pekkoPause, r.pekkoZ = pekkoCfg.AcceptablePause, quantile(pekkoThreshold)
 	r.open = make([]verdict, len(r.scores))
 	have := false
