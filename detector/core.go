@@ -269,6 +269,7 @@ type nodeState struct {
 	threshold float64       // 0: default
 	z         float64       // standard score of the node's threshold
 	deadline  time.Duration // instant at which phi reaches the threshold; never before a heartbeat
+	last      time.Duration // last heartbeat (valid from WarmingUp on)
 	firstSeen time.Duration // first heartbeat (valid from WarmingUp on)
 	// silentFrom starts the eviction confirmation: the suspicion, or the
 	// tick that found the node silent again after heartbeats that did not
@@ -392,6 +393,9 @@ func (c *Core) Heartbeat(node string, interval time.Duration, now time.Time) {
 	}
 	t := c.mono(now)
 	n.det.Heartbeat(now)
+	if n.phase == PhaseUnseen || t > n.last {
+		n.last = t // the detector keeps the later of two heartbeats too
+	}
 	c.updateDeadline(n)
 	if n.phase == PhaseUnseen {
 		n.firstSeen = t
@@ -477,12 +481,11 @@ func (c *Core) zFor(threshold float64) float64 {
 // updateDeadline recomputes when n's phi reaches its threshold: the tick
 // then compares one integer per node instead of evaluating erfc.
 func (c *Core) updateDeadline(n *nodeState) {
-	last := n.det.LastHeartbeat()
-	if last.IsZero() {
+	if n.det.LastHeartbeat().IsZero() {
 		n.deadline = never
 		return
 	}
-	l := c.mono(last)
+	l := n.last
 	after := n.det.SuspectAfter(n.z)
 	if after >= never-l {
 		n.deadline = never
