@@ -130,6 +130,18 @@ func NewController(client kubernetes.Interface, factory, leaseFactory informers.
 	}, c.leaseInf.HasSynced)
 	c.actuator = NewActuator(client, factory.Core().V1().Nodes().Lister(), c.podInf.GetIndexer(), opts.Policies, opts.Recorder, opts.Evictor, opts.Clock)
 
+	// A failed watch or list of the heartbeats means the detector, not the
+	// robots, may be cut off: the Core judges nothing until it has seen
+	// heartbeats again for a warm-up period.
+	for _, inf := range []cache.SharedIndexInformer{c.leaseInf, c.nodeInf} {
+		if err := inf.SetWatchErrorHandlerWithContext(func(ctx context.Context, r *cache.Reflector, err error) {
+			cache.DefaultWatchErrorHandler(ctx, r, err)
+			klog.FromContext(ctx).Info("Heartbeat source interrupted: judging no robot until it has been back for the warm-up", "err", err)
+			c.core.SourceInterrupted(c.clock.Now())
+		}); err != nil {
+			return nil, fmt.Errorf("watch error handler: %w", err)
+		}
+	}
 	if _, err := c.leaseInf.AddEventHandler(c.source.LeaseHandler()); err != nil {
 		return nil, fmt.Errorf("lease handler: %w", err)
 	}

@@ -303,6 +303,9 @@ type Core struct {
 	// waiting: a node's eviction waited for a brake that may still engage
 	// in the last tick (it must be judged again at the next).
 	waiting bool
+	// quietUntil: nothing is suspected or evicted before it, because the
+	// heartbeat source was interrupted (see SourceInterrupted).
+	quietUntil time.Duration
 
 	counts [3]int // by Phase.metricState: warmup, alive, suspected
 }
@@ -321,6 +324,8 @@ func NewCore(cfg CoreConfig, start time.Time, metrics *Metrics) (*Core, error) {
 		zones:    map[string]*zoneState{},
 		zs:       map[float64]float64{},
 		lastTick: start,
+		// quietUntil: asap
+		quietUntil: asap,
 	}
 	if metrics != nil {
 		metrics.NodePhi.setSource(c.eachPhi)
@@ -347,6 +352,20 @@ func (c *Core) BeginWarmup(now time.Time) {
 		if n.phase == PhaseWarmingUp {
 			c.schedule(n)
 		}
+	}
+}
+
+// SourceInterrupted records that the heartbeat source lost its stream
+// from the API server at now (a failed watch or list): while it is cut
+// off, every robot looks silent, so nothing is suspected or evicted until
+// the warm-up period has passed since the last interruption. Robots that
+// stay silent after that are judged as usual.
+func (c *Core) SourceInterrupted(now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.quietUntil = max(c.quietUntil, c.mono(now)+c.cfg.Warmup)
+	for _, n := range c.nodes {
+		c.schedule(n)
 	}
 }
 
@@ -503,7 +522,7 @@ func (c *Core) schedule(n *nodeState) {
 	case PhaseWarmingUp:
 		n.next = max(c.warmStart, n.firstSeen) + c.cfg.Warmup
 	case PhaseAlive:
-		n.next = n.deadline
+		n.next = max(n.deadline, c.quietUntil)
 	default: // suspected
 		switch {
 		case n.beats >= c.cfg.RecoverHeartbeats<<n.flaps:
@@ -511,7 +530,7 @@ func (c *Core) schedule(n *nodeState) {
 		case n.beats > 0:
 			n.next = n.deadline // silent again
 		case n.phase == PhaseSuspected:
-			n.next = n.silentFrom + c.cfg.EvictionConfirm // eviction due
+			n.next = max(n.silentFrom+c.cfg.EvictionConfirm, c.quietUntil) // eviction due
 		default:
 			n.next = never // held or evicted: waits for heartbeats
 		}
@@ -689,7 +708,7 @@ func (c *Core) judge(t time.Duration, out []Intent) []Intent {
 				continue
 			}
 			c.setPhase(n, PhaseAlive)
-			if !silent {
+			if !silent || t < c.quietUntil {
 				// Alive from the start: show it (and clear whatever a
 				// previous detector left on the node).
 				out = append(out, c.intent(IntentRecover, n, t))
@@ -698,7 +717,7 @@ func (c *Core) judge(t time.Duration, out []Intent) []Intent {
 			}
 			out = c.suspect(n, t, out)
 		case PhaseAlive:
-			if silent {
+			if silent && t >= c.quietUntil {
 				out = c.suspect(n, t, out)
 			}
 		case PhaseSuspected, PhaseHeld, PhaseEvicted:
@@ -806,6 +825,9 @@ func (c *Core) settleBrakes(t time.Duration, out []Intent, first int) []Intent {
 // is then held) or could still engage within the eviction delay (it waits).
 func (c *Core) evictDue(t time.Duration, out []Intent) []Intent {
 	c.waiting = false
+	if t < c.quietUntil {
+		return out
+	}
 	lookedAhead := false
 	for _, n := range c.nodes {
 		if n.phase != PhaseSuspected || t-n.silentFrom < c.cfg.EvictionConfirm {

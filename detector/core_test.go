@@ -666,3 +666,42 @@ func TestSecondSilenceIsConfirmed(t *testing.T) {
 			d, first, first-tick+cfg.EvictionConfirm, cfg.EvictionConfirm)
 	}
 }
+
+// While the heartbeat source is cut off every robot looks silent: nothing
+// is suspected or evicted until it has been back for the warm-up, and a
+// robot still silent then is handled as usual.
+func TestSourceInterruptionSuspectsNothing(t *testing.T) {
+	s := newSim(t, DefaultCoreConfig(), nil)
+	for i := range 4 {
+		s.add(fmt.Sprintf("r-%d", i), fmt.Sprintf("z-%d", i)) // one per zone: only the global brake could hold
+	}
+	s.run(time.Minute)
+	// The API server goes away for 8 s: no heartbeat reaches the detector,
+	// whose watch fails every second or so.
+	for i := range 4 {
+		s.silence(fmt.Sprintf("r-%d", i))
+	}
+	var got []Intent
+	for range 8 {
+		s.core.SourceInterrupted(s.now)
+		got = append(got, s.run(time.Second)...)
+	}
+	// It is back; r-3 was lost meanwhile.
+	for i := range 3 {
+		s.resume(fmt.Sprintf("r-%d", i))
+	}
+	back := s.now
+	got = append(got, s.run(20*time.Second)...)
+	for _, in := range got {
+		if in.Node != "r-3" && (in.Kind == IntentSuspect || in.Kind == IntentEvict) {
+			t.Fatalf("%v of live %s at %v", in.Kind, in.Node, in.At.Sub(back))
+		}
+	}
+	ev, ok := first(got, IntentEvict, "r-3")
+	if !ok {
+		t.Fatalf("r-3, lost during the outage, never evicted: %+v", got)
+	}
+	if d := ev.At.Sub(back); d < DefaultWarmup-2*time.Second || d > DefaultWarmup+3*time.Second {
+		t.Errorf("r-3 evicted %v after the source came back, want about the %v warm-up after the last interruption", d, DefaultWarmup)
+	}
+}
