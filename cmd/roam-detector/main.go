@@ -148,15 +148,19 @@ func (o *options) validate() error {
 	return o.limits.Validate()
 }
 
-func main() {
-	if version.Requested(os.Args[1:]) {
+func main() { os.Exit(runMain(flag.CommandLine, os.Args[1:])) }
+
+// runMain runs roam-detector with the command-line args parsed into fs
+// (or prints its version) and returns its exit code.
+func runMain(fs *flag.FlagSet, args []string) int {
+	if version.Requested(args) {
 		version.Print(os.Stdout, "roam-detector")
-		return
+		return 0
 	}
-	o, err := parseFlags(flag.CommandLine, os.Args[1:])
+	o, err := parseFlags(fs, args)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "roam-detector:", err)
-		os.Exit(2)
+		return 2
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()
@@ -165,9 +169,10 @@ func main() {
 	if err := run(ctx, o); err != nil {
 		logger.Error(err, "roam-detector failed")
 		klog.Flush()
-		os.Exit(1)
+		return 1
 	}
 	klog.Flush()
+	return 0
 }
 
 func restConfig(kubeconfig string) (*rest.Config, error) {

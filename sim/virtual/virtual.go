@@ -645,19 +645,24 @@ func (r *robotRun) silence(at time.Duration) {
 		r.t.gaps[bin]++
 		r.class.gaps[bin]++
 	}
-	// roam: its Cores' ticks up to the next heartbeat.
+	// roam: its Cores' ticks up to the next heartbeat. When an outage
+	// begins in this silence, a robot still suspected (or evicted) from
+	// before is caught at once.
 	for i := range r.cores {
 		c := &r.cores[i]
-		r.intents = c.until(at, r.intents[:0])
-		for _, in := range r.intents {
-			when := in.At.Sub(r.epoch)
-			switch {
-			case in.Kind == detector.IntentSuspect && c.suspect >= 0 && !in.Braked:
-				r.judge(c.suspect, out, when)
-			case in.Kind == detector.IntentEvict && c.evictees >= 0:
-				r.judge(c.evictees, out, when)
+		if out != nil && out.Start > prev {
+			r.intents = c.until(out.Start, r.intents[:0])
+			r.judgeIntents(c, out)
+			phase := c.core.Status(robotNode, r.epoch.Add(out.Start)).Phase
+			if c.suspect >= 0 && phase >= detector.PhaseSuspected && !r.open[c.suspect].detected {
+				r.open[c.suspect] = verdict{detected: true}
+			}
+			if c.evictees >= 0 && phase == detector.PhaseEvicted && !r.open[c.evictees].detected {
+				r.open[c.evictees] = verdict{detected: true}
 			}
 		}
+		r.intents = c.until(at, r.intents[:0])
+		r.judgeIntents(c, out)
 	}
 	// Pekko: checked every tick, like roam.
 	if after := r.pekkoAfter; at-prev > after {
@@ -668,6 +673,19 @@ func (r *robotRun) silence(at time.Duration) {
 	// stock: the first node-monitor period after the grace expires.
 	if when := ceilTo(prev+cfg.StockGrace, cfg.StockPeriod); when < at {
 		r.judge(r.stockScore, out, when)
+	}
+}
+
+// judgeIntents scores c's suspicions and evictions in r.intents.
+func (r *robotRun) judgeIntents(c *coreRun, out *network.Outage) {
+	for _, in := range r.intents {
+		when := in.At.Sub(r.epoch)
+		switch {
+		case in.Kind == detector.IntentSuspect && c.suspect >= 0 && !in.Braked:
+			r.judge(c.suspect, out, when)
+		case in.Kind == detector.IntentEvict && c.evictees >= 0:
+			r.judge(c.evictees, out, when)
+		}
 	}
 }
 
