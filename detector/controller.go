@@ -275,7 +275,9 @@ func (c *Controller) dispatch(ctx context.Context, intents []Intent) {
 	}
 }
 
-// want is what the actuator should make of a node in phase p.
+// want is what the actuator should make of a node in the state st: its
+// marks, whether its pods are to be evicted, and whether the Core has judged
+// it at all.
 func want(st NodeStatus) (w NodeWant, evictPods, judged bool) {
 	w = NodeWant{Phi: st.Phi, Threshold: st.Threshold, LastHeartbeat: st.LastHeartbeat}
 	switch st.Phase {
