@@ -331,14 +331,14 @@ func TestLeaderKilledStandbyTakesOver(t *testing.T) {
 // kube-apiserver stops and starts again (same etcd) while robots
 // heartbeat; one robot is lost during the outage. The detector's
 // informers recover, no robot is evicted because of the restart, and the
-// robot lost during the outage is handled after it. Two
-// robots: too few for the partition brake, which would hide a detector
-// that judges its own outage as the robots'.
+// robot lost during the outage is handled after it. Six robots: every
+// robot looks silent to a detector whose watch has not failed yet, and the
+// partition brake (or the quiet period after a failed watch) must hold.
 func TestAPIServerRestart(t *testing.T) {
 	cp, cs := cptest.Start(t, controlplane.Options{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	f := newChaosFleet(ctx, t, cs, 2)
+	f := newChaosFleet(ctx, t, cs, 6)
 	go f.renew(ctx)
 
 	d := startDetector(t, cp.Kubeconfig, "--leader-elect=false")
@@ -346,7 +346,7 @@ func TestAPIServerRestart(t *testing.T) {
 		return f.reachable(ctx, "")
 	})
 
-	lost := "robot-1"
+	lost := "robot-4"
 	if err := cp.StopAPIServer(ctx); err != nil {
 		t.Fatal(err)
 	}
