@@ -12,13 +12,14 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/retry"
-	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
+	"github.com/roam-dev/roam/detector/evict"
 	"github.com/roam-dev/roam/policies"
 )
 
@@ -29,15 +30,13 @@ const (
 	ConditionReachable corev1.NodeConditionType = "RoamReachable"
 	// ReasonNodeUnreachable is the DisruptionTarget reason, the False
 	// condition reason and the Event reason for a lost robot.
-	ReasonNodeUnreachable = "RoamNodeUnreachable"
+	ReasonNodeUnreachable = evict.ReasonNodeUnreachable
 	// ReasonNodeReachable is the True condition reason and the Event reason
-	// when a robot is back.
+	// when a robot is reachable.
 	ReasonNodeReachable = "RoamNodeReachable"
 	// ReasonEvictionBrake is the Unknown condition reason and the Event
 	// reason while the partition brake holds a node's evictions.
 	ReasonEvictionBrake = "RoamEvictionBrake"
-	// podNodeIndex indexes pods by spec.nodeName.
-	podNodeIndex = "roam.dev/node"
 )
 
 // PolicyResolver answers which policies govern a pod; *policies.Store
@@ -46,48 +45,36 @@ type PolicyResolver interface {
 	ForPod(ev *policies.Evaluator, pod *corev1.Pod) policies.Resolution
 }
 
-// PodsByNodeIndexers index a pod informer by spec.nodeName; the Actuator
-// needs them on its pod informer.
-func PodsByNodeIndexers() cache.Indexers {
-	return cache.Indexers{podNodeIndex: func(obj interface{}) ([]string, error) {
-		p, ok := obj.(*corev1.Pod)
-		if !ok || p.Spec.NodeName == "" {
-			return nil, nil
-		}
-		return []string{p.Spec.NodeName}, nil
-	}}
-}
-
-// Actuator carries out the Core's intents against the API: the only part of
-// roam-detector that writes. Every operation is idempotent and retried on
-// conflicts, so intents may be replayed.
+// Actuator marks nodes (roam's taint and the RoamReachable condition) and
+// decides which pods of a lost robot go; the evictor removes them. Every
+// operation is idempotent and retried on conflicts, so it may be replayed.
 type Actuator struct {
 	client   kubernetes.Interface
-	pods     cache.Indexer // indexed with PodsByNodeIndexers
+	nodes    corelisters.NodeLister // nil: read nodes from the API
+	pods     cache.Indexer          // indexed with evict.PodsByNodeIndexers
 	policies PolicyResolver
 	recorder record.EventRecorder
-	metrics  *Metrics
 	clock    clock.PassiveClock
+	evictor  *evict.Evictor
 
 	mu   sync.Mutex // guards eval
 	eval *policies.Evaluator
-
-	redeploy *RedeployTracker
 }
 
-// NewActuator returns an Actuator. pods must carry PodsByNodeIndexers;
-// resolver, recorder and metrics may be nil (no pod is then governed, no
-// events, no metrics).
-func NewActuator(client kubernetes.Interface, pods cache.Indexer, resolver PolicyResolver,
-	recorder record.EventRecorder, metrics *Metrics, clk clock.PassiveClock) *Actuator {
+// NewActuator returns an Actuator. pods must carry evict.PodsByNodeIndexers;
+// resolver and recorder may be nil (no pod is then governed, no events).
+func NewActuator(client kubernetes.Interface, nodes corelisters.NodeLister, pods cache.Indexer, resolver PolicyResolver,
+	recorder record.EventRecorder, evictor *evict.Evictor, clk clock.PassiveClock) *Actuator {
 	if recorder == nil {
 		recorder = &record.FakeRecorder{}
 	}
-	return &Actuator{client: client, pods: pods, policies: resolver, recorder: recorder, metrics: metrics,
-		clock: clk, eval: policies.NewEvaluator(), redeploy: NewRedeployTracker()}
+	return &Actuator{client: client, nodes: nodes, pods: pods, policies: resolver, recorder: recorder, evictor: evictor,
+		clock: clk, eval: policies.NewEvaluator()}
 }
 
-// NodeWant is the state roam-detector wants a node in.
+// NodeWant is the state roam-detector wants a node in: suspected (tainted,
+// RoamReachable False, or Unknown when braked) or reachable (untainted,
+// RoamReachable True).
 type NodeWant struct {
 	Suspected bool
 	// Braked: suspected but evictions held by the brake (condition Unknown).
@@ -115,10 +102,22 @@ func condition(n *corev1.Node) *corev1.NodeCondition {
 	return nil
 }
 
-// SyncNode brings node's taint and RoamReachable condition to want. A node
-// that roam never marked and is not suspected is left untouched (no write).
+// SyncNode brings node's taint and RoamReachable condition to want. Every
+// node the detector judges carries the condition (True when reachable);
+// nothing is written when both are already right.
 func (a *Actuator) SyncNode(ctx context.Context, name string, want NodeWant) error {
 	logger := klog.FromContext(ctx)
+	if a.nodes != nil {
+		// The informer's copy answers the common case without a request:
+		// nothing to change.
+		n, err := a.nodes.Get(name)
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		if err == nil && marked(n, want) {
+			return nil
+		}
+	}
 	var node *corev1.Node
 	taintChanged := false
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
@@ -169,14 +168,11 @@ func (a *Actuator) SyncNode(ctx context.Context, name string, want NodeWant) err
 		status, reason = corev1.ConditionFalse, ReasonNodeUnreachable
 		msg = fmt.Sprintf("phi %.1f ≥ threshold %.1f (last heartbeat %v ago)", want.Phi, want.Threshold, ago)
 	default:
-		if cur == nil || cur.Status == corev1.ConditionTrue {
-			if taintChanged {
-				a.recorder.Eventf(node, corev1.EventTypeNormal, ReasonNodeReachable, "Heartbeats resumed: removed taint %s", policies.UnreachableTaint)
-			}
-			return nil // never marked, or already True
+		if taintChanged {
+			a.recorder.Eventf(node, corev1.EventTypeNormal, ReasonNodeReachable, "Heartbeats resumed: removed taint %s", policies.UnreachableTaint)
 		}
 		status, reason = corev1.ConditionTrue, ReasonNodeReachable
-		msg = fmt.Sprintf("heartbeats resumed (phi %.1f < threshold %.1f)", want.Phi, want.Threshold)
+		msg = fmt.Sprintf("heartbeating (phi %.1f < threshold %.1f)", want.Phi, want.Threshold)
 	}
 	if cur != nil && cur.Status == status && cur.Reason == reason {
 		return nil
@@ -195,13 +191,32 @@ func (a *Actuator) SyncNode(ctx context.Context, name string, want NodeWant) err
 		}
 		return fmt.Errorf("%s condition on node %s: %w", ConditionReachable, name, err)
 	}
-	evType := corev1.EventTypeWarning
-	if status == corev1.ConditionTrue {
-		evType = corev1.EventTypeNormal
+	switch {
+	case status != corev1.ConditionTrue:
+		a.recorder.Eventf(node, corev1.EventTypeWarning, reason, "%s", msg)
+	case cur != nil:
+		a.recorder.Eventf(node, corev1.EventTypeNormal, reason, "%s", msg) // back from False or Unknown
 	}
-	a.recorder.Eventf(node, evType, reason, "%s", msg)
 	logger.Info("Node marked", "node", name, "condition", ConditionReachable, "status", status, "reason", reason, "phi", want.Phi)
 	return nil
+}
+
+// wantCondition is the RoamReachable status and reason for want.
+func wantCondition(want NodeWant) (corev1.ConditionStatus, string) {
+	switch {
+	case want.Suspected && want.Braked:
+		return corev1.ConditionUnknown, ReasonEvictionBrake
+	case want.Suspected:
+		return corev1.ConditionFalse, ReasonNodeUnreachable
+	}
+	return corev1.ConditionTrue, ReasonNodeReachable
+}
+
+// marked reports whether n already carries want's taint and condition.
+func marked(n *corev1.Node, want NodeWant) bool {
+	status, reason := wantCondition(want)
+	c := condition(n)
+	return hasTaint(n) == want.Suspected && c != nil && c.Status == status && c.Reason == reason
 }
 
 // EvictionChoice is what to do with one pod of a lost node.
@@ -218,7 +233,7 @@ type EvictionChoice struct {
 // when a governing policy says forceDelete: "true". A pod already being
 // deleted is only touched again to force it.
 func (a *Actuator) Choose(pod *corev1.Pod) EvictionChoice {
-	if why := Unmovable(pod); why != "" {
+	if why := evict.Unmovable(pod); why != "" {
 		return EvictionChoice{Why: why}
 	}
 	if a.policies == nil {
@@ -243,112 +258,26 @@ func (a *Actuator) Choose(pod *corev1.Pod) EvictionChoice {
 	return EvictionChoice{Evict: true, Force: force}
 }
 
-// EvictPods reschedules the governed pods of a lost node: each gets the
-// DisruptionTarget condition (reason RoamNodeUnreachable) and is deleted
-// with its own grace period, or force-deleted when its policy allows. The
-// pods' API calls run concurrently (up to PodWorkers at once), so a robot's
-// last pod does not wait for the others'. It returns how many pods it
-// deleted; the error joins the pods that failed.
-func (a *Actuator) EvictPods(ctx context.Context, node string, phiValue float64) (int, error) {
+// EvictPods hands the governed pods of the lost robot node to the evictor
+// (see Choose), once the evictor's node rate limit admits the robot. It
+// returns how many pods were deleted, or how long to wait for the rate
+// limit; the error joins the pods that failed.
+func (a *Actuator) EvictPods(ctx context.Context, node string, phiValue float64) (int, time.Duration, error) {
+	if wait := a.evictor.AdmitNode(node); wait > 0 {
+		klog.FromContext(ctx).V(2).Info("Eviction rate-limited", "node", node, "wait", wait)
+		return 0, wait, nil
+	}
 	logger := klog.FromContext(ctx)
-	objs, err := a.pods.ByIndex(podNodeIndex, node)
-	if err != nil {
-		return 0, fmt.Errorf("pods of node %s: %w", node, err)
-	}
-	type victim struct {
-		pod   *corev1.Pod
-		force bool
-	}
-	var evict []victim
-	for _, o := range objs {
-		pod, ok := o.(*corev1.Pod)
-		if !ok {
-			continue
-		}
+	var victims []evict.Removal
+	for _, pod := range evict.PodsOn(a.pods, node) {
 		ch := a.Choose(pod)
 		if !ch.Evict {
 			logger.V(4).Info("Not evicting pod", "pod", klog.KObj(pod), "node", node, "why", ch.Why)
 			continue
 		}
-		evict = append(evict, victim{pod, ch.Force})
+		victims = append(victims, evict.Removal{Pod: pod, Force: ch.Force})
 	}
-	var mu sync.Mutex
-	deleted := 0
-	var errs []error
-	workqueue.ParallelizeUntil(ctx, PodWorkers, len(evict), func(i int) {
-		err := a.evictPod(ctx, evict[i].pod, evict[i].force, phiValue)
-		mu.Lock()
-		defer mu.Unlock()
-		if err != nil {
-			errs = append(errs, err)
-			return
-		}
-		deleted++
-	})
-	if len(errs) > 0 {
-		return deleted, fmt.Errorf("evicting pods of node %s: %v", node, errs)
-	}
-	return deleted, nil
-}
-
-// PodWorkers bounds the concurrent API calls for the pods of one node.
-const PodWorkers = 8
-
-func (a *Actuator) evictPod(ctx context.Context, pod *corev1.Pod, force bool, phiValue float64) error {
-	logger := klog.FromContext(ctx)
-	msg := fmt.Sprintf("roam-detector: node %s unreachable (phi %.1f)", pod.Spec.NodeName, phiValue)
-	now := metav1.NewTime(a.clock.Now())
-	patch, err := json.Marshal(map[string]any{"status": map[string]any{"conditions": []corev1.PodCondition{{
-		Type: corev1.DisruptionTarget, Status: corev1.ConditionTrue, Reason: ReasonNodeUnreachable,
-		Message: msg, LastTransitionTime: now,
-	}}}})
-	if err != nil {
-		return fmt.Errorf("condition patch: %w", err)
-	}
-	pods := a.client.CoreV1().Pods(pod.Namespace)
-	if _, err := pods.Patch(ctx, pod.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{}, "status"); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil
-		}
-		return fmt.Errorf("DisruptionTarget on pod %s/%s: %w", pod.Namespace, pod.Name, err)
-	}
-	opts := metav1.DeleteOptions{Preconditions: metav1.NewUIDPreconditions(string(pod.UID))}
-	if force {
-		zero := int64(0)
-		opts.GracePeriodSeconds = &zero
-	}
-	a.redeploy.Evicted(pod, ReasonUnreachable, a.clock.Now())
-	if err := pods.Delete(ctx, pod.Name, opts); err != nil {
-		a.redeploy.Cancel(pod)
-		if apierrors.IsNotFound(err) || apierrors.IsConflict(err) { // gone, or a new pod of the same name
-			return nil
-		}
-		return fmt.Errorf("deleting pod %s/%s: %w", pod.Namespace, pod.Name, err)
-	}
-	verb := "Deleted"
-	if force {
-		verb = "Force-deleted"
-	}
-	a.recorder.Eventf(pod, corev1.EventTypeWarning, ReasonNodeUnreachable, "%s: %s", verb, msg)
-	if a.metrics != nil {
-		a.metrics.Evictions.WithLabelValues(ReasonUnreachable).Inc()
-	}
-	logger.Info("Evicted pod of unreachable node", "pod", klog.KObj(pod), "node", pod.Spec.NodeName, "force", force, "phi", phiValue)
-	return nil
-}
-
-// Actuator returns the controller's actuator (shared by other controllers
-// of roam-detector that evict pods).
-func (c *Controller) Actuator() *Actuator { return c.actuator }
-
-// ObservePod feeds roam_redeploy_seconds: the first pod of an evicted pod's
-// owner to run after the eviction ends the measurement. Register it as the
-// pod informer's add/update handler.
-func (a *Actuator) ObservePod(pod *corev1.Pod) {
-	if pod.Status.Phase != corev1.PodRunning {
-		return
-	}
-	if reason, d, ok := a.redeploy.Running(pod, a.clock.Now()); ok && a.metrics != nil {
-		a.metrics.Redeploy.WithLabelValues(reason).Observe(d.Seconds())
-	}
+	msg := fmt.Sprintf("roam-detector: node %s unreachable (phi %.1f)", node, phiValue)
+	n, err := a.evictor.DeleteLost(ctx, node, victims, msg)
+	return n, 0, err
 }

@@ -3,21 +3,26 @@ package detector
 import (
 	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
+	"k8s.io/utils/clock"
 	clocktesting "k8s.io/utils/clock/testing"
 
+	"github.com/roam-dev/roam/detector/evict"
 	"github.com/roam-dev/roam/policies"
 )
 
@@ -67,7 +72,7 @@ func TestActuatorNodeMarks(t *testing.T) {
 	})
 	rec := record.NewFakeRecorder(10)
 	clk := clocktesting.NewFakeClock(t0)
-	a := NewActuator(cs, cache.NewIndexer(cache.MetaNamespaceKeyFunc, PodsByNodeIndexers()), nil, rec, nil, clk)
+	a := NewActuator(cs, nil, cache.NewIndexer(cache.MetaNamespaceKeyFunc, evict.PodsByNodeIndexers()), nil, rec, testEvictor(t, cs, clk, nil, nil), clk)
 
 	get := func() *corev1.Node {
 		n, err := cs.CoreV1().Nodes().Get(ctx, "robot-1", metav1.GetOptions{})
@@ -76,12 +81,15 @@ func TestActuatorNodeMarks(t *testing.T) {
 		}
 		return n
 	}
-	// Never suspected: no write at all.
-	if err := a.SyncNode(ctx, "robot-1", NodeWant{}); err != nil {
+	// Alive from the start: RoamReachable True, no taint, no Event.
+	if err := a.SyncNode(ctx, "robot-1", NodeWant{Phi: 0.2, Threshold: 8}); err != nil {
 		t.Fatal(err)
 	}
-	if n := get(); hasTaint(n) || condition(n) != nil {
-		t.Fatalf("untouched node changed: %+v", n)
+	if n := get(); hasTaint(n) || condition(n) == nil || condition(n).Status != corev1.ConditionTrue || len(n.Spec.Taints) != 1 {
+		t.Fatalf("alive node: taints %+v, condition %+v; want RoamReachable True only", n.Spec.Taints, condition(n))
+	}
+	if len(rec.Events) != 0 {
+		t.Errorf("events for a node alive from the start: %d", len(rec.Events))
 	}
 
 	want := NodeWant{Suspected: true, Phi: 9.25, Threshold: 8, LastHeartbeat: t0.Add(-3 * time.Second)}
@@ -103,6 +111,9 @@ func TestActuatorNodeMarks(t *testing.T) {
 	}
 	if len(rec.Events) != 1 {
 		t.Errorf("events = %d, want 1 (second sync is a no-op)", len(rec.Events))
+	}
+	for len(rec.Events) > 0 {
+		<-rec.Events
 	}
 
 	// Braked: Unknown.
@@ -146,12 +157,12 @@ func TestActuatorEvictPods(t *testing.T) {
 		testPod("kept", "robot-1", "keep"),
 		testPod("free", "robot-1", ""),
 		testPod("ds", "robot-1", "move", owned("DaemonSet")),
-		testPod("mirror", "robot-1", "move", func(p *corev1.Pod) { p.Annotations = map[string]string{MirrorPodAnnotation: "x"} }),
+		testPod("mirror", "robot-1", "move", func(p *corev1.Pod) { p.Annotations = map[string]string{evict.MirrorPodAnnotation: "x"} }),
 		testPod("done", "robot-1", "move", func(p *corev1.Pod) { p.Status.Phase = corev1.PodSucceeded }),
 		testPod("elsewhere", "robot-2", "move"),
 	}
 	var objs []runtime.Object
-	idx := cache.NewIndexer(cache.MetaNamespaceKeyFunc, PodsByNodeIndexers())
+	idx := cache.NewIndexer(cache.MetaNamespaceKeyFunc, evict.PodsByNodeIndexers())
 	for _, p := range pods {
 		objs = append(objs, p)
 		if err := idx.Add(p); err != nil {
@@ -160,17 +171,21 @@ func TestActuatorEvictPods(t *testing.T) {
 	}
 	cs := fake.NewClientset(objs...)
 	var deletes []k8stesting.DeleteActionImpl
+	var mu sync.Mutex
 	cs.PrependReactor("delete", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		mu.Lock()
+		defer mu.Unlock()
 		deletes = append(deletes, a.(k8stesting.DeleteActionImpl))
 		return false, nil, nil
 	})
 	m, _ := NewMetrics(nil)
 	rec := record.NewFakeRecorder(20)
-	a := NewActuator(cs, idx, pol, rec, m, clocktesting.NewFakeClock(t0))
+	clk := clocktesting.NewFakeClock(t0)
+	a := NewActuator(cs, nil, idx, pol, rec, testEvictor(t, cs, clk, m, rec), clk)
 
-	n, err := a.EvictPods(ctx, "robot-1", 9.5)
-	if err != nil {
-		t.Fatal(err)
+	n, wait, err := a.EvictPods(ctx, "robot-1", 9.5)
+	if err != nil || wait != 0 {
+		t.Fatal(err, wait)
 	}
 	if n != 2 || len(deletes) != 2 {
 		t.Fatalf("deleted %d pods (%d delete calls), want 2 (web, db-0)", n, len(deletes))
@@ -193,112 +208,23 @@ func TestActuatorEvictPods(t *testing.T) {
 			t.Errorf("delete of %s without UID precondition", d.Name)
 		}
 	}
-	// The DisruptionTarget condition was set before deletion: check on a
-	// pod whose delete we make fail.
-	if got := m.Evictions.WithLabelValues(ReasonUnreachable); got == nil {
-		t.Fatal("no eviction counter")
-	}
-	if v := testutilValue(m); v != 2 {
+	if v := testutil.ToFloat64(m.Evictions.WithLabelValues(ReasonUnreachable)); v != 2 {
 		t.Errorf("roam_evictions_total{reason=unreachable} = %v, want 2", v)
 	}
 	if len(rec.Events) != 2 {
 		t.Errorf("pod events = %d, want 2", len(rec.Events))
 	}
+}
 
-	// DisruptionTarget: patch a fresh pod and stop before delete.
-	cs2 := fake.NewClientset(testPod("web", "robot-1", "move", owned("ReplicaSet")))
-	cs2.PrependReactor("delete", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
-		return true, nil, apierrors.NewInternalError(errFake)
-	})
-	idx2 := cache.NewIndexer(cache.MetaNamespaceKeyFunc, PodsByNodeIndexers())
-	_ = idx2.Add(testPod("web", "robot-1", "move", owned("ReplicaSet")))
-	a2 := NewActuator(cs2, idx2, pol, nil, nil, clocktesting.NewFakeClock(t0))
-	if _, err := a2.EvictPods(ctx, "robot-1", 9.5); err == nil || !strings.Contains(err.Error(), "web") {
-		t.Errorf("failed delete not reported: %v", err)
+func testEvictor(t *testing.T, cs kubernetes.Interface, clk clock.PassiveClock, m *Metrics, rec record.EventRecorder) *evict.Evictor {
+	t.Helper()
+	em := evict.Metrics{}
+	if m != nil {
+		em = evict.Metrics{Evictions: m.Evictions, Redeploy: m.Redeploy}
 	}
-	p, err := cs2.CoreV1().Pods("apps").Get(ctx, "web", metav1.GetOptions{})
+	e, err := evict.New(cs, evict.Options{Limits: evict.DefaultLimits(), Clock: clk, Recorder: rec, Metrics: em})
 	if err != nil {
 		t.Fatal(err)
 	}
-	found := false
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.DisruptionTarget && c.Status == corev1.ConditionTrue && c.Reason == ReasonNodeUnreachable {
-			found = true
-		}
-	}
-	if !found {
-		t.Errorf("no DisruptionTarget condition: %+v", p.Status.Conditions)
-	}
-}
-
-var errFake = &fakeErr{}
-
-type fakeErr struct{}
-
-func (*fakeErr) Error() string { return "injected failure" }
-
-func testutilValue(m *Metrics) float64 {
-	return testutilToFloat(m.Evictions.WithLabelValues(ReasonUnreachable))
-}
-
-func TestRedeployTracker(t *testing.T) {
-	m, _ := NewMetrics(nil)
-	clk := clocktesting.NewFakeClock(t0)
-	a := NewActuator(fake.NewClientset(), cache.NewIndexer(cache.MetaNamespaceKeyFunc, PodsByNodeIndexers()), nil, nil, m, clk)
-	old := testPod("web-a", "robot-1", "move", owned("ReplicaSet"))
-	a.redeploy.Evicted(old, ReasonUnreachable, clk.Now())
-	clk.Step(3 * time.Second)
-	a.ObservePod(old) // the evicted pod itself does not count
-	repl := testPod("web-b", "robot-2", "move", owned("ReplicaSet"))
-	repl.UID = "uid-web-b"
-	repl.CreationTimestamp = metav1.NewTime(t0.Add(time.Second))
-	repl.Status.Phase = corev1.PodPending
-	a.ObservePod(repl)
-	repl.Status.Phase = corev1.PodRunning
-	a.ObservePod(repl)
-	a.ObservePod(repl) // counted once
-	if n := histCount(m); n != 1 {
-		t.Fatalf("roam_redeploy_seconds count = %d, want 1", n)
-	}
-}
-
-// TestRedeployStartsBeforeDelete: the measurement starts before the delete
-// (a replacement that runs before the delete call returns is still timed)
-// and a failed delete cancels it, so a later replacement is not timed
-// against an eviction that never happened.
-func TestRedeployStartsBeforeDelete(t *testing.T) {
-	ctx := context.Background()
-	for _, fail := range []bool{false, true} {
-		m, _ := NewMetrics(nil)
-		clk := clocktesting.NewFakeClock(t0)
-		pod := testPod("web", "robot-1", "move", owned("ReplicaSet"))
-		cs := fake.NewClientset(pod)
-		idx := cache.NewIndexer(cache.MetaNamespaceKeyFunc, PodsByNodeIndexers())
-		_ = idx.Add(pod)
-		pol := staticPolicies{"move": {Namespace: "apps", Name: "move", OnNodeFailure: policies.Reschedule}}
-		a := NewActuator(cs, idx, pol, nil, m, clk)
-		repl := testPod("web-b", "robot-2", "move", owned("ReplicaSet"))
-		repl.UID = "uid-web-b"
-		repl.CreationTimestamp = metav1.NewTime(t0)
-		repl.Status.Phase = corev1.PodRunning
-		cs.PrependReactor("delete", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
-			if fail {
-				return true, nil, apierrors.NewInternalError(errFake)
-			}
-			a.ObservePod(repl) // the replacement runs before the delete call returns
-			return false, nil, nil
-		})
-		_, err := a.EvictPods(ctx, "robot-1", 9.5)
-		if fail != (err != nil) {
-			t.Fatalf("fail=%v: EvictPods error %v", fail, err)
-		}
-		want := uint64(1)
-		if fail {
-			want = 0
-			a.ObservePod(repl) // after the failure: nothing pending
-		}
-		if n := histCount(m); n != want {
-			t.Errorf("fail=%v: roam_redeploy_seconds count = %d, want %d", fail, n, want)
-		}
-	}
+	return e
 }

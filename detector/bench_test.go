@@ -12,7 +12,7 @@ import (
 // handler: renewTime comparison, Core lookup, phi window update, deadline.
 func BenchmarkSourceLeaseUpdate(b *testing.B) {
 	m, _ := NewMetrics(nil)
-	core, _ := NewCore(CoreConfig{}, t0, m)
+	core, _ := NewCore(DefaultCoreConfig(), t0, m)
 	clk := clocktesting.NewFakeClock(t0)
 	src := NewSource(core, clk, nil, nil)
 	const nodes = 1000
@@ -42,7 +42,7 @@ func BenchmarkSourceLeaseUpdate(b *testing.B) {
 // BenchmarkTick10k is one decision-loop sweep over 10,000 live nodes.
 func BenchmarkTick10k(b *testing.B) {
 	m, _ := NewMetrics(nil)
-	core, _ := NewCore(CoreConfig{}, t0, m)
+	core, _ := NewCore(DefaultCoreConfig(), t0, m)
 	now := t0
 	for i := range 10000 {
 		core.Heartbeat(fmt.Sprintf("robot-%d", i), time.Second, now)

@@ -19,6 +19,7 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
+	"github.com/roam-dev/roam/detector/evict"
 	"github.com/roam-dev/roam/policies"
 )
 
@@ -47,13 +48,17 @@ type Options struct {
 	// WaitFor are extra caches to sync before starting (e.g. the policy
 	// Store's HasSynced).
 	WaitFor []cache.InformerSynced
-	// Workers apply intents concurrently (default 4).
+	// Workers sync nodes concurrently (default 4).
 	Workers int
+	// Evictor removes the pods of lost robots (shared with the context
+	// controller). Default: one with evict.DefaultLimits.
+	Evictor *evict.Evictor
 }
 
 // Controller is roam-detector's control loop: Lease/Node/Pod informers feed
-// a Core; every tick its intents are queued per node and applied by the
-// Actuator.
+// a Core; every tick the nodes its intents name are queued, and a worker
+// brings each to the state the Core holds for it now (level-triggered:
+// the Controller keeps no copy of it).
 type Controller struct {
 	opts     Options
 	client   kubernetes.Interface
@@ -68,19 +73,13 @@ type Controller struct {
 	source   *Source
 	actuator *Actuator
 
+	evictor *evict.Evictor
+
 	queue      workqueue.TypedRateLimitingInterface[string] // nodes to sync
 	thresholds workqueue.TypedRateLimitingInterface[string] // nodes whose threshold to recompute
 
-	mu   sync.Mutex
-	want map[string]*nodeTarget
-
 	thrEval *policies.Evaluator // used by the single threshold worker only
 	ready   atomic.Bool
-}
-
-type nodeTarget struct {
-	NodeWant
-	evict bool // pods still to evict
 }
 
 // NewController wires informers from factory (all namespaces) and a
@@ -99,6 +98,16 @@ func NewController(client kubernetes.Interface, factory, leaseFactory informers.
 	if err != nil {
 		return nil, err
 	}
+	if opts.Evictor == nil {
+		em := evict.Metrics{}
+		if opts.Metrics != nil {
+			em = evict.Metrics{Evictions: opts.Metrics.Evictions, Redeploy: opts.Metrics.Redeploy}
+		}
+		if opts.Evictor, err = evict.New(client, evict.Options{Limits: evict.DefaultLimits(), Clock: opts.Clock,
+			Recorder: opts.Recorder, Metrics: em}); err != nil {
+			return nil, err
+		}
+	}
 	c := &Controller{
 		opts: opts, client: client, clock: opts.Clock, factory: factory, leaseFac: leaseFactory, core: core,
 		leaseInf: leaseFactory.Coordination().V1().Leases().Informer(),
@@ -108,19 +117,31 @@ func NewController(client kubernetes.Interface, factory, leaseFactory informers.
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "roam-detector-nodes", Clock: opts.Clock}),
 		thresholds: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "roam-detector-thresholds", Clock: opts.Clock}),
-		want:    map[string]*nodeTarget{},
 		thrEval: policies.NewEvaluator(),
+		evictor: opts.Evictor,
 	}
-	if err := c.podInf.AddIndexers(PodsByNodeIndexers()); err != nil {
-		return nil, fmt.Errorf("pod index: %w", err)
+	if err := evict.AddPodIndex(c.podInf); err != nil {
+		return nil, err
 	}
 	leaseLister := leaseFactory.Coordination().V1().Leases().Lister().Leases(NodeLeaseNamespace)
 	c.source = NewSource(core, opts.Clock, func(node string) bool {
 		_, err := leaseLister.Get(node)
 		return err == nil
 	}, c.leaseInf.HasSynced)
-	c.actuator = NewActuator(client, c.podInf.GetIndexer(), opts.Policies, opts.Recorder, opts.Metrics, opts.Clock)
+	c.actuator = NewActuator(client, factory.Core().V1().Nodes().Lister(), c.podInf.GetIndexer(), opts.Policies, opts.Recorder, opts.Evictor, opts.Clock)
 
+	// A failed watch or list of the heartbeats means the detector, not the
+	// robots, may be cut off: the Core judges nothing until it has seen
+	// heartbeats again for a warm-up period.
+	for _, inf := range []cache.SharedIndexInformer{c.leaseInf, c.nodeInf} {
+		if err := inf.SetWatchErrorHandlerWithContext(func(ctx context.Context, r *cache.Reflector, err error) {
+			cache.DefaultWatchErrorHandler(ctx, r, err)
+			klog.FromContext(ctx).Info("Heartbeat source interrupted: judging no robot until it has been back for the warm-up", "err", err)
+			c.core.SourceInterrupted(c.clock.Now())
+		}); err != nil {
+			return nil, fmt.Errorf("watch error handler: %w", err)
+		}
+	}
 	if _, err := c.leaseInf.AddEventHandler(c.source.LeaseHandler()); err != nil {
 		return nil, fmt.Errorf("lease handler: %w", err)
 	}
@@ -162,7 +183,7 @@ func (c *Controller) onPod(oldObj, obj interface{}) {
 	if old, ok := oldObj.(*corev1.Pod); ok && old.Spec.NodeName != "" && old.Spec.NodeName != pod.Spec.NodeName {
 		c.thresholds.Add(old.Spec.NodeName)
 	}
-	c.actuator.ObservePod(pod)
+	c.evictor.ObservePod(pod)
 }
 
 func (c *Controller) requeueAllThresholds() {
@@ -187,11 +208,9 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 	// Warm-up starts now: a detector that just took over judges nothing
 	// before it has watched every node for the warm-up period.
-	c.core.mu.Lock()
-	c.core.start = c.clock.Now()
-	c.core.mu.Unlock()
+	c.core.BeginWarmup(c.clock.Now())
 	c.requeueAllThresholds()
-	logger.Info("roam-detector running", "tick", c.opts.Tick, "threshold", c.core.cfg.Threshold, "warmup", c.core.cfg.Warmup)
+	logger.Info("roam-detector running", "tick", c.opts.Tick, "threshold", c.core.Config().Threshold, "warmup", c.core.Config().Warmup)
 
 	var wg sync.WaitGroup
 	for range c.opts.Workers {
@@ -228,7 +247,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 }
 
-// dispatch turns intents into per-node targets and queues the nodes.
+// dispatch logs the intents and queues the nodes they name.
 func (c *Controller) dispatch(ctx context.Context, intents []Intent) {
 	logger := klog.FromContext(ctx)
 	for _, in := range intents {
@@ -252,63 +271,50 @@ func (c *Controller) dispatch(ctx context.Context, intents []Intent) {
 		case IntentEvict:
 			logger.Info("Evicting pods of unreachable node", "node", in.Node, "phi", in.Phi)
 		}
-		c.mu.Lock()
-		w := c.want[in.Node]
-		if w == nil {
-			w = &nodeTarget{}
-			c.want[in.Node] = w
-		}
-		switch in.Kind {
-		case IntentSuspect:
-			w.NodeWant = NodeWant{Suspected: true, Braked: in.Braked, Phi: in.Phi, Threshold: in.Threshold, LastHeartbeat: in.LastHeartbeat}
-		case IntentRecover:
-			w.NodeWant = NodeWant{Phi: in.Phi, Threshold: in.Threshold, LastHeartbeat: in.LastHeartbeat}
-			w.evict = false
-		case IntentEvict:
-			w.Suspected, w.Braked, w.Phi = true, false, in.Phi
-			w.evict = true
-		}
-		c.mu.Unlock()
 		c.queue.Add(in.Node)
 	}
 }
 
+// want is what the actuator should make of a node in the state st: its
+// marks, whether its pods are to be evicted, and whether the Core has judged
+// it at all.
+func want(st NodeStatus) (w NodeWant, evictPods, judged bool) {
+	w = NodeWant{Phi: st.Phi, Threshold: st.Threshold, LastHeartbeat: st.LastHeartbeat}
+	switch st.Phase {
+	case PhaseAlive:
+		return w, false, true
+	case PhaseSuspected, PhaseHeld, PhaseEvicted:
+		w.Suspected, w.Braked = true, st.Phase == PhaseHeld
+		w.Phi = max(st.Phi, st.SuspicionPhi)
+		return w, st.Phase == PhaseEvicted, true
+	}
+	return w, false, false // not judged yet: leave the node alone
+}
+
+// processNode brings one node to the state the Core holds for it now.
 func (c *Controller) processNode(ctx context.Context) bool {
 	node, quit := c.queue.Get()
 	if quit {
 		return false
 	}
 	defer c.queue.Done(node)
-	c.mu.Lock()
-	w, ok := c.want[node]
-	var t nodeTarget
-	if ok {
-		t = *w
+	st := c.core.Status(node, c.clock.Now())
+	w, evictPods, judged := want(st)
+	if !evictPods {
+		c.evictor.ReleaseNode(node) // alive (or gone): a later loss takes a new token
 	}
-	c.mu.Unlock()
-	if !ok {
+	if !judged {
 		c.queue.Forget(node)
 		return true
 	}
-	err := c.actuator.SyncNode(ctx, node, t.NodeWant)
-	if err == nil && t.evict {
+	err := c.actuator.SyncNode(ctx, node, w)
+	var wait time.Duration
+	if err == nil && evictPods {
 		var n int
-		n, err = c.actuator.EvictPods(ctx, node, t.Phi)
-		klog.FromContext(ctx).V(2).Info("Evicted pods", "node", node, "count", n)
-		if err == nil {
-			c.mu.Lock()
-			if w := c.want[node]; w != nil && w.Suspected {
-				w.evict = false
-			}
-			c.mu.Unlock()
+		n, wait, err = c.actuator.EvictPods(ctx, node, w.Phi)
+		if n > 0 {
+			klog.FromContext(ctx).V(2).Info("Evicted pods", "node", node, "count", n)
 		}
-	}
-	if err == nil {
-		c.mu.Lock()
-		if w := c.want[node]; w != nil && !w.Suspected && !w.evict {
-			delete(c.want, node) // nothing left to do for a live node
-		}
-		c.mu.Unlock()
 	}
 	if err != nil {
 		utilruntime.HandleErrorWithContext(ctx, err, "Syncing node", "node", node)
@@ -316,6 +322,9 @@ func (c *Controller) processNode(ctx context.Context) bool {
 		return true
 	}
 	c.queue.Forget(node)
+	if wait > 0 {
+		c.queue.AddAfter(node, wait)
+	}
 	return true
 }
 
@@ -336,14 +345,9 @@ func (c *Controller) nodeThreshold(node string) float64 {
 	if c.opts.Policies == nil {
 		return 0
 	}
-	objs, err := c.podInf.GetIndexer().ByIndex(podNodeIndex, node)
-	if err != nil {
-		return 0
-	}
 	best := math.Inf(1)
-	for _, o := range objs {
-		pod, ok := o.(*corev1.Pod)
-		if !ok || pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
+	for _, pod := range evict.PodsOn(c.podInf.GetIndexer(), node) {
+		if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
 			continue
 		}
 		for _, p := range c.opts.Policies.ForPod(c.thrEval, pod).Policies {

@@ -1,11 +1,13 @@
 // Package detector is roam-detector: it turns node Lease heartbeats into
 // phi-accrual suspicion (package phi), decides which robots are lost, and
-// reschedules the pods of lost robots that a policy allows to move.
+// has the pods of lost robots that a policy allows to move removed (package
+// evict).
 //
 // Data flows one way: heartbeat source (Lease/Node informers) → Core (pure
-// decision logic on an injected clock) → intents → Actuator (the only part
-// that writes to the API). Core never touches the API, so it runs unchanged
-// under the fleet simulator's virtual clock.
+// decision logic on the times it is given) → intents → Controller, which
+// marks nodes and hands pods to the evictor (the only parts that write to
+// the API). Core never touches the API; the fleet simulator (sim/virtual)
+// drives the same Core on its virtual clock.
 package detector
 
 import (
@@ -13,8 +15,6 @@ import (
 	"math"
 	"sync"
 	"time"
-
-	"golang.org/x/time/rate"
 
 	"github.com/roam-dev/roam/detector/phi"
 )
@@ -27,8 +27,9 @@ const (
 	// after the last heartbeat (Pekko's default is also 8).
 	DefaultThreshold = 8.0
 	// DefaultRecoverHeartbeats: a suspected node recovers after this many
-	// heartbeats since its suspicion (and phi back under the threshold), so
-	// one stray heartbeat through a dying link does not flap the node.
+	// heartbeats since it was last found silent (and phi back under the
+	// threshold), so one stray heartbeat through a dying link does not flap
+	// the node.
 	DefaultRecoverHeartbeats = 3
 	// DefaultWarmup: after the detector starts, and after a node's first
 	// heartbeat, nothing is suspected for this long. 10 s covers a leader
@@ -52,17 +53,9 @@ const (
 	DefaultEvictionDelay = time.Second
 	// DefaultEvictionConfirm: a suspected robot's pods are evicted once it
 	// has stayed silent this much longer, so a flaky link's brief silences
-	// cost a taint, not the robot's apps. 800 ms is the shortest on the
-	// 200 ms tick that keeps false evictions under 1 per 1,000 robot-hours
-	// on the sim's default Wi-Fi model (0.72; 600 ms gives 1.04, none 3.36)
-	// at a cost of 0.8 s in redeploy time.
+	// cost a taint, not the robot's apps; the virtual simulator's eviction
+	// table shows the trade (false evictions against time to evict).
 	DefaultEvictionConfirm = 800 * time.Millisecond
-	// DefaultEvictionRate (nodes per second) and DefaultEvictionBurst bound
-	// how fast nodes are emptied: a burst covers a few robots lost at once,
-	// the rate stops a runaway (stock kube-controller-manager uses 0.1/s per
-	// zone with its 5-minute timeout; roam acts in seconds).
-	DefaultEvictionRate  = 1.0
-	DefaultEvictionBurst = 10
 	// FlapWindow: a node suspected again within this long of its previous
 	// suspicion needs twice as many heartbeats to recover as last time (up
 	// to 32×), so a flapping robot settles in Suspected instead of toggling
@@ -71,84 +64,55 @@ const (
 	maxFlapShift = 5
 )
 
-// CoreConfig configures a Core. Zero fields take their defaults.
+// CoreConfig configures a Core. Start from DefaultCoreConfig: a zero
+// Warmup, EvictionDelay or EvictionConfirm is a legal value (none), not a
+// request for the default.
 type CoreConfig struct {
 	// Phi configures each node's detector; FirstInterval is the prior for
 	// nodes whose renewal interval is unknown.
 	Phi phi.Config
-	// Threshold is the default suspicion threshold (DefaultThreshold).
+	// Threshold is the default suspicion threshold (positive).
 	Threshold float64
-	// RecoverHeartbeats (DefaultRecoverHeartbeats).
+	// RecoverHeartbeats a suspected node needs to recover (at least 1).
 	RecoverHeartbeats int
-	// Warmup (DefaultWarmup).
+	// Warmup: nothing is suspected within this long of the start and of a
+	// node's first heartbeat (zero or more).
 	Warmup time.Duration
-	// BrakeFraction in (0, 1] (DefaultBrakeFraction).
+	// BrakeFraction in (0, 1].
 	BrakeFraction float64
-	// BrakeMinNodes (DefaultBrakeMinNodes).
+	// BrakeMinNodes: suspected nodes the brake needs (at least 1).
 	BrakeMinNodes int
-	// EvictionDelay (DefaultEvictionDelay): the longest a suspected node's
-	// eviction waits for a brake that could still engage; negative means
-	// none.
+	// EvictionDelay: the longest a suspected node's eviction waits for a
+	// brake that could still engage (zero or more).
 	EvictionDelay time.Duration
 	// EvictionConfirm: a suspected node's pods are evicted only once it has
-	// stayed silent this long past its suspicion (DefaultEvictionConfirm;
-	// negative means at once). A suspicion that ends sooner costs the taint
-	// but no eviction; the virtual sim's eviction table shows the trade
-	// (false evictions against time to evict).
+	// stayed silent this long past its suspicion, or past the tick that
+	// found it silent again after heartbeats that did not recover it (zero
+	// or more; zero: at once).
 	EvictionConfirm time.Duration
-	// EvictionRate in nodes per second and EvictionBurst
-	// (DefaultEvictionRate, DefaultEvictionBurst).
-	EvictionRate  float64
-	EvictionBurst int
 }
 
-// WithDefaults returns c with zero fields defaulted.
-func (c CoreConfig) WithDefaults() CoreConfig {
-	c.Phi = c.Phi.WithDefaults()
-	if c.Threshold == 0 {
-		c.Threshold = DefaultThreshold
+// DefaultCoreConfig is roam-detector's default configuration.
+func DefaultCoreConfig() CoreConfig {
+	return CoreConfig{
+		Phi:               phi.DefaultConfig(),
+		Threshold:         DefaultThreshold,
+		RecoverHeartbeats: DefaultRecoverHeartbeats,
+		Warmup:            DefaultWarmup,
+		BrakeFraction:     DefaultBrakeFraction,
+		BrakeMinNodes:     DefaultBrakeMinNodes,
+		EvictionDelay:     DefaultEvictionDelay,
+		EvictionConfirm:   DefaultEvictionConfirm,
 	}
-	if c.RecoverHeartbeats == 0 {
-		c.RecoverHeartbeats = DefaultRecoverHeartbeats
-	}
-	if c.Warmup == 0 {
-		c.Warmup = DefaultWarmup
-	}
-	if c.BrakeFraction == 0 {
-		c.BrakeFraction = DefaultBrakeFraction
-	}
-	if c.BrakeMinNodes == 0 {
-		c.BrakeMinNodes = DefaultBrakeMinNodes
-	}
-	if c.EvictionDelay == 0 {
-		c.EvictionDelay = DefaultEvictionDelay
-	}
-	if c.EvictionDelay < 0 {
-		c.EvictionDelay = 0
-	}
-	if c.EvictionConfirm == 0 {
-		c.EvictionConfirm = DefaultEvictionConfirm
-	}
-	if c.EvictionConfirm < 0 {
-		c.EvictionConfirm = 0
-	}
-	if c.EvictionRate == 0 {
-		c.EvictionRate = DefaultEvictionRate
-	}
-	if c.EvictionBurst == 0 {
-		c.EvictionBurst = DefaultEvictionBurst
-	}
-	return c
 }
 
 // Validate reports the first invalid setting.
 func (c CoreConfig) Validate() error {
-	c = c.WithDefaults()
 	if err := c.Phi.Validate(); err != nil {
 		return err
 	}
 	switch {
-	case c.Threshold <= 0 || math.IsNaN(c.Threshold) || math.IsInf(c.Threshold, 0):
+	case !(c.Threshold > 0) || math.IsInf(c.Threshold, 0):
 		return fmt.Errorf("phi threshold %v must be a positive number", c.Threshold)
 	case c.RecoverHeartbeats < 1:
 		return fmt.Errorf("recover heartbeats %d must be at least 1", c.RecoverHeartbeats)
@@ -158,27 +122,82 @@ func (c CoreConfig) Validate() error {
 		return fmt.Errorf("brake fraction %v must be in (0, 1]", c.BrakeFraction)
 	case c.BrakeMinNodes < 1:
 		return fmt.Errorf("brake min nodes %d must be at least 1", c.BrakeMinNodes)
-	case c.EvictionRate < 0 || math.IsNaN(c.EvictionRate):
-		return fmt.Errorf("eviction rate %v must not be negative", c.EvictionRate)
-	case c.EvictionBurst < 1:
-		return fmt.Errorf("eviction burst %d must be at least 1", c.EvictionBurst)
+	case c.EvictionDelay < 0:
+		return fmt.Errorf("eviction delay %v must not be negative", c.EvictionDelay)
+	case c.EvictionConfirm < 0:
+		return fmt.Errorf("eviction confirmation %v must not be negative", c.EvictionConfirm)
 	}
 	return nil
 }
 
-// IntentKind is what the actuator should do.
+// Phase is where a node stands in the Core's state machine:
+//
+//	Unseen ──heartbeat──▶ WarmingUp ──warm-up over──▶ Alive ⇄ Suspected ──confirmed──▶ Evicted
+//	                                                    ▲        ⇅ brake                 │
+//	                                                    │       Held                     │
+//	                                                    └────────── recovered ◀──────────┘
+type Phase uint8
+
+const (
+	// PhaseUnseen: known (a zone or threshold was set) but never heard from.
+	PhaseUnseen Phase = iota
+	// PhaseWarmingUp: heard from, not judged yet.
+	PhaseWarmingUp
+	// PhaseAlive: phi below the threshold (or suspected and recovered).
+	PhaseAlive
+	// PhaseSuspected: phi reached the threshold; tainted, its pods wait for
+	// the confirmation, the eviction delay and the rate limit.
+	PhaseSuspected
+	// PhaseHeld: suspected while the partition brake holds evictions.
+	PhaseHeld
+	// PhaseEvicted: suspected and its pods handed to the evictor; it stays
+	// here until it recovers.
+	PhaseEvicted
+)
+
+func (p Phase) String() string {
+	switch p {
+	case PhaseUnseen:
+		return "Unseen"
+	case PhaseWarmingUp:
+		return "WarmingUp"
+	case PhaseAlive:
+		return "Alive"
+	case PhaseSuspected:
+		return "Suspected"
+	case PhaseHeld:
+		return "Held"
+	case PhaseEvicted:
+		return "Evicted"
+	}
+	return fmt.Sprintf("Phase(%d)", int(p))
+}
+
+// suspected reports whether p is one of the suspected phases.
+func (p Phase) suspected() bool { return p >= PhaseSuspected }
+
+// metricState is the roam_nodes{state} label of p.
+func (p Phase) metricState() int {
+	switch {
+	case p.suspected():
+		return 2
+	case p == PhaseAlive:
+		return 1
+	}
+	return 0
+}
+
+// IntentKind is what the Controller should do.
 type IntentKind int
 
 const (
-	// IntentSuspect: taint the node and set RoamReachable False (Unknown
-	// while the brake holds its evictions).
+	// IntentSuspect: the node was suspected (or its brake hold changed):
+	// taint it and set RoamReachable False (Unknown while held).
 	IntentSuspect IntentKind = iota
-	// IntentRecover: remove the taint and set RoamReachable True (if the
-	// node carries roam's taint or condition at all). Also emitted once per
-	// node when it leaves warm-up alive, to clear marks a previous detector
-	// left behind.
+	// IntentRecover: the node is alive (it left warm-up alive, or
+	// recovered): remove roam's taint, RoamReachable True.
 	IntentRecover
-	// IntentEvict: reschedule the governed pods of the node.
+	// IntentEvict: the node's governed pods are to be removed.
 	IntentEvict
 	// IntentBrake: the partition brake engaged or released for Scope.
 	IntentBrake
@@ -198,7 +217,9 @@ func (k IntentKind) String() string {
 	return fmt.Sprintf("IntentKind(%d)", int(k))
 }
 
-// Intent is one decision of the Core for the actuator.
+// Intent is one decision of the Core. The Controller reads the node's
+// current state from Status when it acts, so intents only say what
+// changed and when.
 type Intent struct {
 	Kind IntentKind
 	// At is the tick that decided it.
@@ -229,35 +250,49 @@ type zoneState struct {
 	soon int
 }
 
+// never is a monotonic instant that is never reached; asap one that has
+// always been.
+const (
+	never = time.Duration(math.MaxInt64)
+	asap  = time.Duration(math.MinInt64)
+)
+
+// nodeState is one node's state. Instants are monotonic offsets from the
+// Core's origin (Go's time.Time.Sub uses the monotonic clock reading when
+// both times carry one), so a step of the wall clock changes no decision.
 type nodeState struct {
 	name      string
+	phase     Phase
 	det       *phi.Detector
 	interval  time.Duration // prior interval the detector was seeded with
-	firstSeen time.Time     // first heartbeat; zero before
 	zone      *zoneState    // nil: no zone
 	threshold float64       // 0: default
-	warm      bool          // left warm-up
-	suspected bool
-	since     time.Time // suspected since
-	hbSince   int       // heartbeats since suspicion
-	flaps     int       // suspicions within FlapWindow of the previous one
-	lastSusp  time.Time // previous suspicion
-	pending   bool      // suspected, eviction not yet issued
-	heldBrake bool      // last shown as held by the brake (Unknown)
-	suspPhi   float64   // phi when suspected
-	evicted   bool
-	z         float64 // standard score of the node's threshold
-	deadline  int64   // UnixNano at which phi reaches the threshold
+	z         float64       // standard score of the node's threshold
+	deadline  time.Duration // instant at which phi reaches the threshold; never before a heartbeat
+	last      time.Duration // last heartbeat (valid from WarmingUp on)
+	firstSeen time.Duration // first heartbeat (valid from WarmingUp on)
+	// silentFrom starts the eviction confirmation: the suspicion, or the
+	// tick that found the node silent again after heartbeats that did not
+	// recover it.
+	silentFrom time.Duration
+	beats      int           // heartbeats since silentFrom
+	flaps      int           // suspicions within FlapWindow of the previous one
+	lastSusp   time.Duration // previous suspicion; never: none
+	suspPhi    float64       // phi when suspected
+	// next is the earliest instant at which judging the node can change
+	// anything, as long as no heartbeat arrives: the Tick skips it before.
+	next time.Duration
 }
 
 // Core is the pure decision logic of roam-detector. All methods are safe for
-// concurrent use; times are passed in by the caller.
+// concurrent use; times are passed in by the caller and only ever
+// subtracted (monotonic), never read as wall-clock instants.
 type Core struct {
-	mu      sync.Mutex
-	cfg     CoreConfig
-	metrics *Metrics
-	start   time.Time
-	limiter *rate.Limiter
+	mu        sync.Mutex
+	cfg       CoreConfig
+	metrics   *Metrics
+	origin    time.Time     // instants are offsets from here
+	warmStart time.Duration // global warm-up start
 
 	nodes    []*nodeState
 	index    map[string]int
@@ -265,8 +300,14 @@ type Core struct {
 	lastTick time.Time
 	zones    map[string]*zoneState
 	all      zoneState
+	// waiting: a node's eviction waited for a brake that may still engage
+	// in the last tick (it must be judged again at the next).
+	waiting bool
+	// quietUntil: nothing is suspected or evicted before it, because the
+	// heartbeat source was interrupted (see SourceInterrupted).
+	quietUntil time.Duration
 
-	counts [3]int // warmup, alive, suspected
+	counts [3]int // by Phase.metricState: warmup, alive, suspected
 }
 
 // NewCore returns a Core that started at start (warm-up counts from here).
@@ -275,17 +316,16 @@ func NewCore(cfg CoreConfig, start time.Time, metrics *Metrics) (*Core, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("detector config: %w", err)
 	}
-	cfg = cfg.WithDefaults()
-	lim := rate.Limit(cfg.EvictionRate)
 	c := &Core{
 		cfg:      cfg,
 		metrics:  metrics,
-		start:    start,
-		limiter:  rate.NewLimiter(lim, cfg.EvictionBurst),
+		origin:   start,
 		index:    map[string]int{},
 		zones:    map[string]*zoneState{},
 		zs:       map[float64]float64{},
 		lastTick: start,
+		// quietUntil: asap
+		quietUntil: asap,
 	}
 	if metrics != nil {
 		metrics.NodePhi.setSource(c.eachPhi)
@@ -293,24 +333,65 @@ func NewCore(cfg CoreConfig, start time.Time, metrics *Metrics) (*Core, error) {
 	return c, nil
 }
 
-// Config returns the effective configuration.
+// Config returns the configuration.
 func (c *Core) Config() CoreConfig { return c.cfg }
 
-// node returns the state of name, creating it (un-started) when absent.
+// mono is t's monotonic offset from the origin.
+func (c *Core) mono(t time.Time) time.Duration { return t.Sub(c.origin) }
+
+// at is the time of the monotonic instant d (for intents and phi).
+func (c *Core) at(d time.Duration) time.Time { return c.origin.Add(d) }
+
+// BeginWarmup restarts the global warm-up at now: a detector that just
+// took over judges nothing before it has watched every node this long.
+func (c *Core) BeginWarmup(now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.warmStart = c.mono(now)
+	for _, n := range c.nodes {
+		if n.phase == PhaseWarmingUp {
+			c.schedule(n)
+		}
+	}
+}
+
+// SourceInterrupted records that the heartbeat source lost its stream
+// from the API server at now (a failed watch or list): while it is cut
+// off, every robot looks silent, so nothing is suspected or evicted until
+// the warm-up period has passed since the last interruption. Robots that
+// stay silent after that are judged as usual.
+func (c *Core) SourceInterrupted(now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.quietUntil = max(c.quietUntil, c.mono(now)+c.cfg.Warmup)
+	for _, n := range c.nodes {
+		c.schedule(n)
+	}
+}
+
+// phiConfig is the detector configuration for a node renewing every
+// interval (0: unknown).
+func (c *Core) phiConfig(interval time.Duration) phi.Config {
+	pc := c.cfg.Phi
+	if interval > 0 {
+		pc.FirstInterval = interval
+		pc.MaxInterval = 0 // four intervals: the Lease duration
+	}
+	return pc
+}
+
+// node returns the state of name, creating it (Unseen) when absent.
 func (c *Core) node(name string, interval time.Duration) *nodeState {
 	if i, ok := c.index[name]; ok {
 		return c.nodes[i]
 	}
-	pc := c.cfg.Phi
-	if interval > 0 {
-		pc.FirstInterval = interval
-		pc.MaxInterval = 0
-	}
-	n := &nodeState{name: name, det: phi.New(pc), interval: pc.FirstInterval, z: c.zFor(0), deadline: math.MaxInt64}
+	pc := c.phiConfig(interval)
+	n := &nodeState{name: name, phase: PhaseUnseen, det: phi.New(pc), interval: pc.FirstInterval, z: c.zFor(0),
+		deadline: never, lastSusp: never, next: never}
 	c.index[name] = len(c.nodes)
 	c.nodes = append(c.nodes, n)
 	c.all.total++
-	c.counts[0]++
+	c.counts[n.phase.metricState()]++
 	return n
 }
 
@@ -322,24 +403,27 @@ func (c *Core) Heartbeat(node string, interval time.Duration, now time.Time) {
 	c.mu.Lock()
 	n := c.node(node, interval)
 	if interval > 0 && interval != n.interval {
-		pc := c.cfg.Phi
-		pc.FirstInterval = interval
-		pc.MaxInterval = 0
 		last := n.det.LastHeartbeat()
-		n.det = phi.New(pc)
+		n.det = phi.New(c.phiConfig(interval))
 		n.interval = interval
 		if !last.IsZero() {
 			n.det.Heartbeat(last)
 		}
 	}
-	if n.firstSeen.IsZero() {
-		n.firstSeen = now
-	}
+	t := c.mono(now)
 	n.det.Heartbeat(now)
-	c.updateDeadline(n)
-	if n.suspected {
-		n.hbSince++
+	if n.phase == PhaseUnseen || t > n.last {
+		n.last = t // the detector keeps the later of two heartbeats too
 	}
+	c.updateDeadline(n)
+	if n.phase == PhaseUnseen {
+		n.firstSeen = t
+		c.setPhase(n, PhaseWarmingUp)
+	}
+	if n.phase.suspected() {
+		n.beats++
+	}
+	c.schedule(n)
 	c.mu.Unlock()
 	if c.metrics != nil {
 		c.metrics.Heartbeats.Inc()
@@ -364,7 +448,7 @@ func (c *Core) SetZone(node, zone string) {
 		}
 		n.zone = z
 		z.total++
-		if n.suspected {
+		if n.phase.suspected() {
 			z.suspected++
 		}
 	}
@@ -375,7 +459,7 @@ func (c *Core) leaveZone(n *nodeState) {
 		return
 	}
 	n.zone.total--
-	if n.suspected {
+	if n.phase.suspected() {
 		n.zone.suspected--
 	}
 	if n.zone.total == 0 {
@@ -396,6 +480,7 @@ func (c *Core) SetThreshold(node string, threshold float64) {
 	n.threshold = threshold
 	n.z = c.zFor(threshold)
 	c.updateDeadline(n)
+	c.schedule(n)
 }
 
 // zFor is the standard score at which phi reaches threshold (0: default),
@@ -415,17 +500,59 @@ func (c *Core) zFor(threshold float64) float64 {
 // updateDeadline recomputes when n's phi reaches its threshold: the tick
 // then compares one integer per node instead of evaluating erfc.
 func (c *Core) updateDeadline(n *nodeState) {
-	last := n.det.LastHeartbeat()
-	if last.IsZero() {
-		n.deadline = math.MaxInt64
+	if n.det.LastHeartbeat().IsZero() {
+		n.deadline = never
 		return
 	}
+	l := n.last
 	after := n.det.SuspectAfter(n.z)
-	if after >= time.Duration(math.MaxInt64-last.UnixNano()) {
-		n.deadline = math.MaxInt64
+	if after >= never-l {
+		n.deadline = never
 		return
 	}
-	n.deadline = last.UnixNano() + int64(after)
+	n.deadline = l + after
+}
+
+// schedule sets n.next: the earliest instant at which judging n can change
+// anything while no heartbeat arrives.
+func (c *Core) schedule(n *nodeState) {
+	switch n.phase {
+	case PhaseUnseen:
+		n.next = never
+	case PhaseWarmingUp:
+		n.next = max(c.warmStart, n.firstSeen) + c.cfg.Warmup
+	case PhaseAlive:
+		n.next = max(n.deadline, c.quietUntil)
+	default: // suspected
+		switch {
+		case n.beats >= c.cfg.RecoverHeartbeats<<n.flaps:
+			n.next = asap // may recover at the next tick
+		case n.beats > 0:
+			n.next = n.deadline // silent again
+		case n.phase == PhaseSuspected:
+			n.next = max(n.silentFrom+c.cfg.EvictionConfirm, c.quietUntil) // eviction due
+		default:
+			n.next = never // held or evicted: waits for heartbeats
+		}
+	}
+}
+
+// setPhase moves n to p, keeping the per-state and zone counts.
+func (c *Core) setPhase(n *nodeState, p Phase) {
+	was := n.phase.suspected()
+	c.counts[n.phase.metricState()]--
+	n.phase = p
+	c.counts[p.metricState()]++
+	if is := p.suspected(); is != was {
+		d := 1
+		if !is {
+			d = -1
+		}
+		c.all.suspected += d
+		if n.zone != nil {
+			n.zone.suspected += d
+		}
+	}
 }
 
 // eachPhi reports every node's phi as of the last tick (for
@@ -457,8 +584,8 @@ func (c *Core) Forget(node string) {
 	n := c.nodes[i]
 	c.leaveZone(n)
 	c.all.total--
-	c.counts[stateIndex(n)]--
-	if n.suspected {
+	c.counts[n.phase.metricState()]--
+	if n.phase.suspected() {
 		c.all.suspected--
 	}
 	last := len(c.nodes) - 1
@@ -467,16 +594,6 @@ func (c *Core) Forget(node string) {
 	c.nodes[last] = nil
 	c.nodes = c.nodes[:last]
 	delete(c.index, node)
-}
-
-func stateIndex(n *nodeState) int {
-	switch {
-	case n.suspected:
-		return 2
-	case n.warm:
-		return 1
-	}
-	return 0
 }
 
 // Phi is the current phi of node (0 when unknown).
@@ -491,9 +608,12 @@ func (c *Core) Phi(node string, now time.Time) float64 {
 
 // NodeStatus is a snapshot of one node's state.
 type NodeStatus struct {
-	Known, Warm, Suspected, Evicted bool
-	Phi, Threshold                  float64
-	LastHeartbeat                   time.Time
+	// Known: the Core tracks the node (Phase is meaningful).
+	Known bool
+	Phase Phase
+	// Phi at the time asked; SuspicionPhi when it was suspected.
+	Phi, SuspicionPhi, Threshold float64
+	LastHeartbeat                time.Time
 }
 
 // Status reports node's state at now.
@@ -505,8 +625,8 @@ func (c *Core) Status(node string, now time.Time) NodeStatus {
 		return NodeStatus{}
 	}
 	n := c.nodes[i]
-	return NodeStatus{Known: true, Warm: n.warm, Suspected: n.suspected, Evicted: n.evicted,
-		Phi: n.det.Phi(now), Threshold: c.threshold(n), LastHeartbeat: n.det.LastHeartbeat()}
+	return NodeStatus{Known: true, Phase: n.phase, Phi: n.det.Phi(now), SuspicionPhi: n.suspPhi,
+		Threshold: c.threshold(n), LastHeartbeat: n.det.LastHeartbeat()}
 }
 
 func (c *Core) threshold(n *nodeState) float64 {
@@ -520,6 +640,10 @@ func (c *Core) threshold(n *nodeState) float64 {
 func (c *Core) BrakeActive() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.anyBrake()
+}
+
+func (c *Core) anyBrake() bool {
 	if c.all.braked {
 		return true
 	}
@@ -531,165 +655,238 @@ func (c *Core) BrakeActive() bool {
 	return false
 }
 
+// NextTick is the earliest instant at which a Tick can change anything if
+// no heartbeat arrives before it: a driver on a virtual clock (the fleet
+// simulator) skips the ticks before it. It may be earlier than needed,
+// never later; a time at or before the last tick means the next tick.
+func (c *Core) NextTick() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.waiting {
+		return c.lastTick
+	}
+	next := never
+	for _, n := range c.nodes {
+		next = min(next, n.next)
+	}
+	if next == never {
+		return time.Time{}
+	}
+	return c.at(next)
+}
+
 // Tick evaluates every node at now and appends the resulting intents to out.
-// Call it every tick (roam-detector: 200 ms).
+// Call it every tick (roam-detector: 200 ms). It runs three passes: judge
+// each node, settle the brakes, then evict the nodes whose eviction is due.
 func (c *Core) Tick(now time.Time, out []Intent) []Intent {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	first := len(out)
-	globalWarm := now.Sub(c.start) >= c.cfg.Warmup
-	nowNs := now.UnixNano()
+	t := c.mono(now)
 	c.lastTick = now
-	for _, n := range c.nodes {
-		if n.firstSeen.IsZero() {
-			continue // never heard from: nothing to judge
-		}
-		silent := nowNs >= n.deadline // ⟺ phi ≥ threshold
-		if !n.warm {
-			if !globalWarm || now.Sub(n.firstSeen) < c.cfg.Warmup {
-				continue
-			}
-			n.warm = true
-			c.counts[0]--
-			c.counts[1]++
-			if !silent {
-				// Clear whatever a previous detector left on the node.
-				out = append(out, Intent{Kind: IntentRecover, Node: n.name, Phi: n.det.Phi(now),
-					Threshold: c.threshold(n), LastHeartbeat: n.det.LastHeartbeat()})
-				continue
-			}
-		}
-		switch {
-		case !n.suspected && silent:
-			p := n.det.Phi(now)
-			thr := c.threshold(n)
-			n.suspected, n.since, n.hbSince, n.pending, n.suspPhi = true, now, 0, true, p
-			if !n.lastSusp.IsZero() && now.Sub(n.lastSusp) < FlapWindow {
-				n.flaps = min(n.flaps+1, maxFlapShift)
-			} else {
-				n.flaps = 0
-			}
-			n.lastSusp = now
-			c.counts[1]--
-			c.counts[2]++
-			c.all.suspected++
-			if n.zone != nil {
-				n.zone.suspected++
-			}
-			last := n.det.LastHeartbeat()
-			if c.metrics != nil {
-				c.metrics.Suspicions.Inc()
-				c.metrics.Detection.Observe(now.Sub(last).Seconds())
-			}
-			out = append(out, Intent{Kind: IntentSuspect, Node: n.name, Phi: p, Threshold: thr, LastHeartbeat: last})
-		case n.suspected && silent:
-			n.hbSince = 0 // silent again: recovery needs consecutive heartbeats
-		case n.suspected && n.hbSince >= c.cfg.RecoverHeartbeats<<n.flaps:
-			n.suspected, n.pending, n.evicted, n.heldBrake = false, false, false, false
-			c.counts[2]--
-			c.counts[1]++
-			c.all.suspected--
-			if n.zone != nil {
-				n.zone.suspected--
-			}
-			if c.metrics != nil {
-				c.metrics.Recoveries.Inc()
-			}
-			out = append(out, Intent{Kind: IntentRecover, Node: n.name, Phi: n.det.Phi(now), Threshold: c.threshold(n), LastHeartbeat: n.det.LastHeartbeat()})
-		}
+	out = c.judge(t, out)
+	out = c.settleBrakes(t, out, first)
+	out = c.evictDue(t, out)
+	for i := first; i < len(out); i++ {
+		out[i].At = now
 	}
+	c.publish()
+	return out
+}
 
-	// Brakes: settle every scope first, then announce.
+// judge is the first pass: each node's own transitions.
+func (c *Core) judge(t time.Duration, out []Intent) []Intent {
+	for _, n := range c.nodes {
+		if t < n.next {
+			continue
+		}
+		silent := t >= n.deadline // ⟺ phi ≥ threshold
+		switch n.phase {
+		case PhaseWarmingUp:
+			if t < max(c.warmStart, n.firstSeen)+c.cfg.Warmup {
+				c.schedule(n)
+				continue
+			}
+			c.setPhase(n, PhaseAlive)
+			if !silent || t < c.quietUntil {
+				// Alive from the start: show it (and clear whatever a
+				// previous detector left on the node).
+				out = append(out, c.intent(IntentRecover, n, t))
+				c.schedule(n)
+				continue
+			}
+			out = c.suspect(n, t, out)
+		case PhaseAlive:
+			if silent && t >= c.quietUntil {
+				out = c.suspect(n, t, out)
+			}
+		case PhaseSuspected, PhaseHeld, PhaseEvicted:
+			switch {
+			case silent && n.beats > 0:
+				c.silentAgain(n, t)
+			case !silent && n.beats >= c.cfg.RecoverHeartbeats<<n.flaps:
+				out = c.recover(n, t, out)
+			}
+		}
+		c.schedule(n)
+	}
+	return out
+}
+
+func (c *Core) intent(kind IntentKind, n *nodeState, t time.Duration) Intent {
+	return Intent{Kind: kind, Node: n.name, Phi: n.det.Phi(c.at(t)), Threshold: c.threshold(n), LastHeartbeat: n.det.LastHeartbeat()}
+}
+
+// suspect: Alive → Suspected (Held when a brake already holds its scope).
+func (c *Core) suspect(n *nodeState, t time.Duration, out []Intent) []Intent {
+	in := c.intent(IntentSuspect, n, t)
+	n.silentFrom, n.beats, n.suspPhi = t, 0, in.Phi
+	if n.lastSusp != never && t-n.lastSusp < FlapWindow {
+		n.flaps = min(n.flaps+1, maxFlapShift)
+	} else {
+		n.flaps = 0
+	}
+	n.lastSusp = t
+	c.setPhase(n, PhaseSuspected)
+	if c.metrics != nil {
+		c.metrics.Suspicions.Inc()
+		c.metrics.Detection.Observe(c.at(t).Sub(in.LastHeartbeat).Seconds())
+	}
+	return append(out, in) // Braked is settled once the brakes are
+}
+
+// silentAgain: a suspected node that sent heartbeats (too few to recover)
+// is silent again: recovery needs consecutive heartbeats, and the eviction
+// confirmation starts over.
+func (c *Core) silentAgain(n *nodeState, t time.Duration) {
+	n.beats = 0
+	n.silentFrom = t
+}
+
+// recover: Suspected, Held or Evicted → Alive.
+func (c *Core) recover(n *nodeState, t time.Duration, out []Intent) []Intent {
+	c.setPhase(n, PhaseAlive)
+	n.beats = 0
+	if c.metrics != nil {
+		c.metrics.Recoveries.Inc()
+	}
+	return append(out, c.intent(IntentRecover, n, t))
+}
+
+// hold: Suspected → Held (the brake holds its evictions).
+func (c *Core) hold(n *nodeState) { c.setPhase(n, PhaseHeld) }
+
+// release: Held → Suspected (the brake let go).
+func (c *Core) release(n *nodeState) { c.setPhase(n, PhaseSuspected) }
+
+// evict: Suspected → Evicted.
+func (c *Core) evict(n *nodeState, t time.Duration, out []Intent) []Intent {
+	c.setPhase(n, PhaseEvicted)
+	return append(out, c.intent(IntentEvict, n, t))
+}
+
+// settleBrakes is the second pass: every scope's brake follows its
+// suspected count; nodes suspected in this tick (from intent first on)
+// learn whether they are held, and held nodes whose brake let go are
+// shown suspected again.
+func (c *Core) settleBrakes(t time.Duration, out []Intent, first int) []Intent {
 	released := false
 	out, released = c.updateBrake(&c.all, "", out, released)
 	for _, z := range c.zones {
 		out, released = c.updateBrake(z, z.name, out, released)
 	}
-	braked := c.all.braked
-	for _, z := range c.zones {
-		braked = braked || z.braked
-	}
 	if released {
-		// Nodes whose evictions are no longer held show False again.
 		for _, n := range c.nodes {
-			if n.suspected && n.heldBrake && !c.isBraked(n) {
-				n.heldBrake = false
-				out = append(out, Intent{Kind: IntentSuspect, Node: n.name, Phi: max(n.det.Phi(now), n.suspPhi),
-					Threshold: c.threshold(n), LastHeartbeat: n.det.LastHeartbeat()})
+			if n.phase == PhaseHeld && !c.isBraked(n) {
+				c.release(n)
+				c.schedule(n)
+				in := c.intent(IntentSuspect, n, t)
+				in.Phi = max(in.Phi, n.suspPhi)
+				out = append(out, in)
 			}
 		}
 	}
-	// Suspicions of this tick learn whether their evictions are held.
 	for i := first; i < len(out); i++ {
-		if out[i].Kind == IntentSuspect {
-			n := c.nodes[c.index[out[i].Node]]
-			out[i].Braked = c.isBraked(n)
-			n.heldBrake = out[i].Braked
-		}
-	}
-
-	// Evictions: one token per node.
-	lookedAhead := false
-	for _, n := range c.nodes {
-		if !n.pending || now.Sub(n.since) < c.cfg.EvictionConfirm {
+		if out[i].Kind != IntentSuspect {
 			continue
 		}
-		if now.Sub(n.since) < c.cfg.EvictionDelay {
-			if !lookedAhead {
-				c.lookAhead(nowNs + int64(c.cfg.EvictionDelay))
-				lookedAhead = true
-			}
-			if c.brakeSoon(n) {
-				continue // wait: the brake may yet engage for n
-			}
-		}
-		if nowNs < n.deadline {
-			continue // heartbeating again (not yet recovered): never evict a node that is talking
-		}
-		if c.isBraked(n) {
-			if !n.heldBrake {
-				// Suspected before the brake engaged: show Unknown now.
-				n.heldBrake = true
-				out = append(out, Intent{Kind: IntentSuspect, Node: n.name, Phi: n.det.Phi(now), Braked: true,
-					Threshold: c.threshold(n), LastHeartbeat: n.det.LastHeartbeat()})
-			}
-			continue
-		}
-		if !c.limiter.AllowN(now, 1) {
-			break
-		}
-		n.pending, n.evicted = false, true
-		out = append(out, Intent{Kind: IntentEvict, Node: n.name, Phi: n.det.Phi(now), Threshold: c.threshold(n),
-			LastHeartbeat: n.det.LastHeartbeat()})
-	}
-
-	for i := first; i < len(out); i++ {
-		out[i].At = now
-	}
-	if c.metrics != nil {
-		c.metrics.Nodes.WithLabelValues(StateWarmup).Set(float64(c.counts[0]))
-		c.metrics.Nodes.WithLabelValues(StateAlive).Set(float64(c.counts[1]))
-		c.metrics.Nodes.WithLabelValues(StateSuspected).Set(float64(c.counts[2]))
-		if braked {
-			c.metrics.BrakeActive.Set(1)
-		} else {
-			c.metrics.BrakeActive.Set(0)
+		n := c.nodes[c.index[out[i].Node]]
+		if n.phase == PhaseSuspected && c.isBraked(n) {
+			c.hold(n)
+			c.schedule(n)
+			out[i].Braked = true
 		}
 	}
 	return out
 }
 
+// evictDue is the third pass: a suspected node whose confirmation is over
+// and that is still silent is evicted, unless a brake holds its scope (it
+// is then held) or could still engage within the eviction delay (it waits).
+func (c *Core) evictDue(t time.Duration, out []Intent) []Intent {
+	c.waiting = false
+	if t < c.quietUntil {
+		return out
+	}
+	lookedAhead := false
+	for _, n := range c.nodes {
+		if n.phase != PhaseSuspected || t-n.silentFrom < c.cfg.EvictionConfirm {
+			continue
+		}
+		if t < n.deadline {
+			continue // heartbeating again (not yet recovered): never evict a node that is talking
+		}
+		if c.isBraked(n) {
+			// Suspected before the brake engaged: show it held now.
+			c.hold(n)
+			c.schedule(n)
+			in := c.intent(IntentSuspect, n, t)
+			in.Braked = true
+			out = append(out, in)
+			continue
+		}
+		if t-n.silentFrom < c.cfg.EvictionDelay {
+			if !lookedAhead {
+				c.lookAhead(t + c.cfg.EvictionDelay)
+				lookedAhead = true
+			}
+			if c.brakeSoon(n) {
+				c.waiting = true
+				continue // wait: the brake may yet engage for n
+			}
+		}
+		out = c.evict(n, t, out)
+		c.schedule(n)
+	}
+	return out
+}
+
+// publish sets the state gauges.
+func (c *Core) publish() {
+	if c.metrics == nil {
+		return
+	}
+	c.metrics.Nodes.WithLabelValues(StateWarmup).Set(float64(c.counts[0]))
+	c.metrics.Nodes.WithLabelValues(StateAlive).Set(float64(c.counts[1]))
+	c.metrics.Nodes.WithLabelValues(StateSuspected).Set(float64(c.counts[2]))
+	if c.anyBrake() {
+		c.metrics.BrakeActive.Set(1)
+	} else {
+		c.metrics.BrakeActive.Set(0)
+	}
+}
+
 // lookAhead sets every scope's soon count: its suspected nodes plus those
-// whose phi reaches their threshold by horizon (UnixNano) unless a heartbeat
-// comes first. Nodes cut off together are all in it well before the eviction
+// whose phi reaches their threshold by horizon unless a heartbeat comes
+// first. Nodes cut off together are all in it well before the eviction
 // delay of the first one suspected is over.
-func (c *Core) lookAhead(horizon int64) {
+func (c *Core) lookAhead(horizon time.Duration) {
 	c.all.soon = c.all.suspected
 	for _, z := range c.zones {
 		z.soon = z.suspected
 	}
 	for _, n := range c.nodes {
-		if n.suspected || n.firstSeen.IsZero() || n.deadline > horizon {
+		if n.phase != PhaseAlive && n.phase != PhaseWarmingUp || n.deadline > horizon {
 			continue
 		}
 		c.all.soon++

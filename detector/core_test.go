@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -24,6 +25,13 @@ type sim struct {
 	next    map[string]time.Time // next heartbeat; zero = silent
 	gap     func(node string) time.Duration
 	intents []Intent
+}
+
+// with is the default configuration changed by f.
+func with(f func(*CoreConfig)) CoreConfig {
+	c := DefaultCoreConfig()
+	f(&c)
+	return c
 }
 
 func newSim(t *testing.T, cfg CoreConfig, m *Metrics) *sim {
@@ -86,7 +94,7 @@ func first(in []Intent, kind IntentKind, node string) (Intent, bool) {
 }
 
 func TestJitteryHeartbeatsNeverSuspected(t *testing.T) {
-	s := newSim(t, CoreConfig{}, nil)
+	s := newSim(t, DefaultCoreConfig(), nil)
 	rng := rand.New(rand.NewPCG(1, 2))
 	// Wi-Fi-like: 1 s ± 100 ms, 5 % of heartbeats 200-600 ms late
 	// (TCP retransmissions), one in 200 a full second late.
@@ -119,7 +127,7 @@ func TestSilentNodeSuspectedInTime(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := newSim(t, CoreConfig{}, m)
+	s := newSim(t, DefaultCoreConfig(), m)
 	for i := range 5 {
 		s.add(fmt.Sprintf("robot-%d", i), "")
 	}
@@ -202,7 +210,7 @@ roam_eviction_brake_active 0
 }
 
 func TestFlappingNodeBoundedActions(t *testing.T) {
-	s := newSim(t, CoreConfig{}, nil)
+	s := newSim(t, DefaultCoreConfig(), nil)
 	s.add("steady", "")
 	s.add("flappy", "")
 	s.run(time.Minute)
@@ -240,7 +248,7 @@ func TestBrakeHoldsAndReleases(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := newSim(t, CoreConfig{}, m)
+	s := newSim(t, DefaultCoreConfig(), m)
 	for i := range 10 {
 		s.add(fmt.Sprintf("a-%d", i), "site-a")
 	}
@@ -295,7 +303,7 @@ func TestBrakeHoldsAndReleases(t *testing.T) {
 }
 
 func TestGlobalBrake(t *testing.T) {
-	s := newSim(t, CoreConfig{}, nil)
+	s := newSim(t, DefaultCoreConfig(), nil)
 	for i := range 5 {
 		s.add(fmt.Sprintf("r-%d", i), "") // no zones
 	}
@@ -321,7 +329,7 @@ func TestRestartWarmup(t *testing.T) {
 	// A new detector lists 20 live robots (their first heartbeat is the
 	// list), one of which is dead; live robots renew at 1 s from a random
 	// phase.
-	s := newSim(t, CoreConfig{}, nil)
+	s := newSim(t, DefaultCoreConfig(), nil)
 	rng := rand.New(rand.NewPCG(3, 4))
 	for i := range 20 {
 		n := fmt.Sprintf("r-%d", i)
@@ -347,7 +355,7 @@ func TestRestartWarmup(t *testing.T) {
 }
 
 func TestPerNodeThreshold(t *testing.T) {
-	s := newSim(t, CoreConfig{}, nil)
+	s := newSim(t, DefaultCoreConfig(), nil)
 	s.add("strict", "")
 	s.add("default", "")
 	s.core.SetThreshold("strict", 3)
@@ -365,31 +373,10 @@ func TestPerNodeThreshold(t *testing.T) {
 	}
 }
 
-func TestEvictionRateLimit(t *testing.T) {
-	s := newSim(t, CoreConfig{EvictionRate: 0.5, EvictionBurst: 2}, nil)
-	for i := range 20 {
-		s.add(fmt.Sprintf("r-%d", i), fmt.Sprintf("z-%d", i)) // one robot per zone: no brake at 4/20
-	}
-	s.run(time.Minute)
-	for i := range 4 {
-		s.silence(fmt.Sprintf("r-%d", i))
-	}
-	// Suspected ≈ 2.8 s into the silence and, no brake being possible,
-	// emptied at once: the burst covers 2, the next token comes 2 s later.
-	got := s.run(4 * time.Second)
-	if n := count(got, IntentEvict, ""); n != 2 {
-		t.Errorf("evictions in the first 4 s = %d, want the burst of 2", n)
-	}
-	got = s.run(10 * time.Second)
-	if n := count(got, IntentEvict, ""); n != 2 {
-		t.Errorf("evictions in the next 10 s = %d, want the remaining 2", n)
-	}
-}
-
 func TestForgetAndZones(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m, _ := NewMetrics(reg)
-	s := newSim(t, CoreConfig{}, m)
+	s := newSim(t, DefaultCoreConfig(), m)
 	s.add("x", "a")
 	s.add("y", "a")
 	s.run(time.Minute)
@@ -419,8 +406,11 @@ func TestForgetAndZones(t *testing.T) {
 
 func TestCoreConfigValidate(t *testing.T) {
 	for _, c := range []CoreConfig{
-		{Threshold: -1}, {BrakeFraction: 1.5}, {EvictionRate: -1}, {Warmup: -time.Second},
-		{RecoverHeartbeats: -1}, {EvictionBurst: -3},
+		{}, with(func(c *CoreConfig) { c.Threshold = -1 }), with(func(c *CoreConfig) { c.Threshold = 0 }),
+		with(func(c *CoreConfig) { c.BrakeFraction = 1.5 }), with(func(c *CoreConfig) { c.Warmup = -time.Second }),
+		with(func(c *CoreConfig) { c.RecoverHeartbeats = 0 }), with(func(c *CoreConfig) { c.BrakeMinNodes = 0 }),
+		with(func(c *CoreConfig) { c.EvictionConfirm = -1 }), with(func(c *CoreConfig) { c.EvictionDelay = -1 }),
+		with(func(c *CoreConfig) { c.Phi.AcceptablePause = -1 }),
 	} {
 		if _, err := NewCore(c, t0, nil); err == nil {
 			t.Errorf("NewCore(%+v) accepted", c)
@@ -429,7 +419,7 @@ func TestCoreConfigValidate(t *testing.T) {
 }
 
 func TestBrakeReleaseNeverEvictsTalkingNode(t *testing.T) {
-	s := newSim(t, CoreConfig{RecoverHeartbeats: 100}, nil)
+	s := newSim(t, with(func(c *CoreConfig) { c.RecoverHeartbeats = 100 }), nil)
 	for i := range 5 {
 		s.add(fmt.Sprintf("r-%d", i), "")
 	}
@@ -457,7 +447,7 @@ func TestBrakeReleaseNeverEvictsTalkingNode(t *testing.T) {
 	if n := count(got, IntentEvict, "r-1"); n != 1 {
 		t.Errorf("r-1 (still silent) evictions = %d, want 1", n)
 	}
-	if st := s.core.Status("r-0", s.now); !st.Suspected {
+	if st := s.core.Status("r-0", s.now); !st.Phase.suspected() {
 		t.Errorf("r-0 recovered before 100 heartbeats: %+v", st)
 	}
 }
@@ -466,7 +456,7 @@ func TestBrakeReleaseNeverEvictsTalkingNode(t *testing.T) {
 // suspects it: no other node is about to be suspected, so no brake could
 // engage and nothing is gained by waiting out the eviction delay.
 func TestLoneSilentNodeEvictedAtOnce(t *testing.T) {
-	s := newSim(t, CoreConfig{EvictionConfirm: -1}, nil)
+	s := newSim(t, with(func(c *CoreConfig) { c.EvictionConfirm = 0 }), nil)
 	for i := range 5 {
 		s.add(fmt.Sprintf("r-%d", i), "site")
 	}
@@ -492,8 +482,8 @@ func TestStaggeredPartitionIsBraked(t *testing.T) {
 	for _, tc := range []struct {
 		delay     time.Duration
 		wantEvict bool
-	}{{0, false}, {-1, true}} {
-		s := newSim(t, CoreConfig{EvictionDelay: tc.delay, EvictionConfirm: -1}, nil)
+	}{{DefaultEvictionDelay, false}, {0, true}} {
+		s := newSim(t, with(func(c *CoreConfig) { c.EvictionDelay, c.EvictionConfirm = tc.delay, 0 }), nil)
 		for i := range 10 {
 			s.add(fmt.Sprintf("a-%d", i), "site-a")
 		}
@@ -536,7 +526,7 @@ func TestStaggeredPartitionIsBraked(t *testing.T) {
 // taint but no eviction; a robot that stays silent is evicted exactly the
 // confirmation after its suspicion.
 func TestEvictionConfirm(t *testing.T) {
-	s := newSim(t, CoreConfig{EvictionConfirm: time.Second}, nil)
+	s := newSim(t, with(func(c *CoreConfig) { c.EvictionConfirm = time.Second }), nil)
 	for i := range 5 {
 		s.add(fmt.Sprintf("r-%d", i), "site")
 	}
@@ -561,5 +551,157 @@ func TestEvictionConfirm(t *testing.T) {
 	}
 	if d := ev.At.Sub(sus.At); d != time.Second {
 		t.Errorf("r-2 evicted %v after its suspicion, want the 1 s confirmation", d)
+	}
+}
+
+// timeLayout mirrors time.Time (Go ≥ 1.9): with bit 63 of wall set, bits
+// 30–62 hold the wall clock's seconds since 1885, bits 0–29 its
+// nanoseconds, and ext the monotonic clock reading.
+type timeLayout struct {
+	wall uint64
+	ext  int64
+	loc  *time.Location
+}
+
+// wallStep returns t with its wall-clock reading stepped by step (whole
+// seconds) and its monotonic reading unchanged: what time.Now returns
+// after NTP steps the host's clock.
+func wallStep(tb testing.TB, t time.Time, step time.Duration) time.Time {
+	tb.Helper()
+	s := t
+	p := (*timeLayout)(unsafe.Pointer(&s))
+	if p.wall>>63 == 0 {
+		tb.Fatal("time carries no monotonic reading")
+	}
+	const nsecBits = 30
+	secs := int64(p.wall<<1>>(nsecBits+1)) + int64(step/time.Second)
+	p.wall = 1<<63 | uint64(secs)<<nsecBits | p.wall&(1<<nsecBits-1)
+	if s.Sub(t) != 0 || s.UnixNano()-t.UnixNano() != int64(step) {
+		tb.Fatalf("time.Time layout changed: stepped Sub %v, wall %v", s.Sub(t), time.Duration(s.UnixNano()-t.UnixNano()))
+	}
+	return s
+}
+
+// Decisions use monotonic time: when the host's wall clock steps ±5 s
+// while the monotonic clock runs on, no live robot is suspected and a
+// robot that falls silent at that moment is detected as fast as ever.
+func TestWallClockStepChangesNothing(t *testing.T) {
+	base := time.Now() // carries a monotonic reading, as the detector's clock does
+	for _, step := range []time.Duration{5 * time.Second, -5 * time.Second} {
+		var offset time.Duration // the wall clock's step so far
+		stamp := func(d time.Duration) time.Time {
+			if offset == 0 {
+				return base.Add(d)
+			}
+			return wallStep(t, base.Add(d), offset)
+		}
+		core, err := NewCore(DefaultCoreConfig(), stamp(0), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		const stepAt, lastBeat = 60 * time.Second, 59 * time.Second
+		detected := time.Duration(-1)
+		for d := time.Duration(0); d <= 90*time.Second; d += tick {
+			if d == stepAt {
+				offset = step
+			}
+			for i := range 5 {
+				phase := time.Duration(i) * 100 * time.Millisecond
+				if i == 0 && d > lastBeat {
+					continue // robot-0 falls silent as the clock steps
+				}
+				if d >= phase && (d-phase)%time.Second == 0 {
+					core.Heartbeat(fmt.Sprintf("robot-%d", i), time.Second, stamp(d))
+				}
+			}
+			for _, in := range core.Tick(stamp(d), nil) {
+				switch {
+				case in.Kind == IntentSuspect && in.Node == "robot-0" && detected < 0:
+					detected = d - lastBeat
+				case in.Kind == IntentSuspect || (in.Kind == IntentEvict && in.Node != "robot-0"):
+					t.Fatalf("wall step %v: %v of %s at %v", step, in.Kind, in.Node, d)
+				}
+			}
+		}
+		if detected < 2400*time.Millisecond || detected > 3*time.Second {
+			t.Errorf("wall step %v: robot-0 suspected %v after its last heartbeat, want within [2.4 s, 3 s]", step, detected)
+		}
+	}
+}
+
+// A suspected robot that sends two heartbeats (too few to recover) and
+// falls silent again is evicted only once the confirmation has passed
+// again, counted from when it was found silent again.
+func TestSecondSilenceIsConfirmed(t *testing.T) {
+	cfg := DefaultCoreConfig()
+	s := newSim(t, cfg, nil)
+	for i := range 5 {
+		s.add(fmt.Sprintf("r-%d", i), "site")
+	}
+	s.run(time.Minute)
+	s.silence("r-1")
+	got := s.run(3 * time.Second)
+	sus, ok := first(got, IntentSuspect, "r-1")
+	if !ok {
+		t.Fatalf("r-1 not suspected: %+v", got)
+	}
+	if n := count(got, IntentEvict, "r-1"); n != 0 {
+		t.Fatalf("r-1 evicted within its confirmation")
+	}
+	// Two heartbeats, a second apart, then silence again.
+	s.resume("r-1")
+	got = s.run(1100 * time.Millisecond)
+	s.silence("r-1")
+	got = append(got, s.run(10*time.Second)...)
+	if n := count(got, IntentRecover, "r-1"); n != 0 {
+		t.Fatalf("r-1 recovered after two heartbeats (needs %d)", cfg.RecoverHeartbeats)
+	}
+	ev, ok := first(got, IntentEvict, "r-1")
+	if !ok {
+		t.Fatalf("r-1 never evicted after its second silence: %+v", got)
+	}
+	first := sus.At.Sub(sus.LastHeartbeat)
+	if d := ev.At.Sub(ev.LastHeartbeat); d < first-tick+cfg.EvictionConfirm {
+		t.Errorf("second silence evicted %v after the last heartbeat; suspicion takes %v, so want ≥ %v with the %v confirmation",
+			d, first, first-tick+cfg.EvictionConfirm, cfg.EvictionConfirm)
+	}
+}
+
+// While the heartbeat source is cut off every robot looks silent: nothing
+// is suspected or evicted until it has been back for the warm-up, and a
+// robot still silent then is handled as usual.
+func TestSourceInterruptionSuspectsNothing(t *testing.T) {
+	s := newSim(t, DefaultCoreConfig(), nil)
+	for i := range 4 {
+		s.add(fmt.Sprintf("r-%d", i), fmt.Sprintf("z-%d", i)) // one per zone: only the global brake could hold
+	}
+	s.run(time.Minute)
+	// The API server goes away for 8 s: no heartbeat reaches the detector,
+	// whose watch fails every second or so.
+	for i := range 4 {
+		s.silence(fmt.Sprintf("r-%d", i))
+	}
+	var got []Intent
+	for range 8 {
+		s.core.SourceInterrupted(s.now)
+		got = append(got, s.run(time.Second)...)
+	}
+	// It is back; r-3 was lost meanwhile.
+	for i := range 3 {
+		s.resume(fmt.Sprintf("r-%d", i))
+	}
+	back := s.now
+	got = append(got, s.run(20*time.Second)...)
+	for _, in := range got {
+		if in.Node != "r-3" && (in.Kind == IntentSuspect || in.Kind == IntentEvict) {
+			t.Fatalf("%v of live %s at %v", in.Kind, in.Node, in.At.Sub(back))
+		}
+	}
+	ev, ok := first(got, IntentEvict, "r-3")
+	if !ok {
+		t.Fatalf("r-3, lost during the outage, never evicted: %+v", got)
+	}
+	if d := ev.At.Sub(back); d < DefaultWarmup-2*time.Second || d > DefaultWarmup+3*time.Second {
+		t.Errorf("r-3 evicted %v after the source came back, want about the %v warm-up after the last interruption", d, DefaultWarmup)
 	}
 }

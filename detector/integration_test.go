@@ -38,20 +38,43 @@ const (
 // robot's node Lease every second (unless paused), binds pending pods
 // through the pods/binding subresource and marks bound pods Running.
 type fleet struct {
-	t      *testing.T
-	cs     kubernetes.Interface
-	robots []string
-	mu     sync.Mutex
-	paused map[string]time.Time // robot → time of its last renewal
+	t       *testing.T
+	cs      kubernetes.Interface
+	robots  []string
+	mu      sync.Mutex
+	paused  map[string]time.Time // robot → time of its last renewal
+	renewed map[string]time.Time // robot → time of its last renewal
+	rounds  int                  // renewal rounds finished
 }
 
+// pause stops renewing robots' Leases and returns the time of the latest
+// of their last renewals: it waits for the renewal round under way, if
+// any, to finish, so no renewal lands after it returns.
 func (f *fleet) pause(robots ...string) time.Time {
 	f.mu.Lock()
-	defer f.mu.Unlock()
-	// Wait for the next renewal round to finish so "last renewal" is exact.
-	var last time.Time
 	for _, r := range robots {
 		f.paused[r] = time.Time{}
+	}
+	round := f.rounds
+	f.mu.Unlock()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		f.mu.Lock()
+		done := f.rounds > round
+		f.mu.Unlock()
+		if done || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var last time.Time
+	for _, r := range robots {
+		if t := f.renewed[r]; t.After(last) {
+			last = t
+		}
+		f.paused[r] = last
 	}
 	return last
 }
@@ -98,8 +121,15 @@ func (f *fleet) run(ctx context.Context) {
 				skew := time.Duration(i*i) * 30 * time.Minute
 				now := metav1.NewMicroTime(time.Now().Add(-skew))
 				l.Spec.RenewTime = &now
-				_, _ = leases.Update(ctx, l, metav1.UpdateOptions{})
+				if _, err := leases.Update(ctx, l, metav1.UpdateOptions{}); err == nil {
+					f.mu.Lock()
+					f.renewed[r] = time.Now()
+					f.mu.Unlock()
+				}
 			}
+			f.mu.Lock()
+			f.rounds++
+			f.mu.Unlock()
 		}
 	}()
 	go func() {
@@ -283,7 +313,7 @@ func TestIntegration(t *testing.T) {
 	for _, r := range robots {
 		createRobot(ctx, t, cs, r)
 	}
-	f := &fleet{t: t, cs: cs, robots: robots, paused: map[string]time.Time{}}
+	f := &fleet{t: t, cs: cs, robots: robots, paused: map[string]time.Time{}, renewed: map[string]time.Time{}}
 	f.run(ctx)
 
 	for _, cm := range []*corev1.ConfigMap{
@@ -316,7 +346,7 @@ func TestIntegration(t *testing.T) {
 	ctrl, err := NewController(cs, factory, leaseFactory, Options{
 		// 2 of 3 robots lost must brake in this small fleet (the default
 		// needs 3 suspected nodes).
-		Core:     CoreConfig{Warmup: 3 * time.Second, BrakeMinNodes: 2},
+		Core:     integrationCore(),
 		Metrics:  metrics,
 		Recorder: recorder,
 		Policies: store,
@@ -389,8 +419,7 @@ func TestIntegration(t *testing.T) {
 	}
 
 	t.Run("lost robot's pod is replaced", func(t *testing.T) {
-		stopped := time.Now()
-		f.pause("robot-1")
+		stopped := f.pause("robot-1")
 		var replacedAfter time.Duration
 		waitFor(ctx, t, "DisruptionTarget, deletion and a replacement", 60*time.Second, func(ctx context.Context) (bool, error) {
 			pods := podsOf(ctx, cs, "web")
@@ -408,7 +437,13 @@ func TestIntegration(t *testing.T) {
 			}
 			return gone && replaced, nil
 		})
-		t.Logf("robot-1 stopped renewing; its web pod was marked, deleted and replaced by the ReplicaSet within %v (goal 5 s; includes ≤1 s since the last renewal, 100 ms polling)", replacedAfter.Round(10*time.Millisecond))
+		// The redeploy time roam aims at is measured by the simulator; here
+		// a generous bound catches a regression to minutes (stock's grace
+		// period) on a loaded machine.
+		t.Logf("robot-1's last renewal to its web pod marked, deleted and replaced by the ReplicaSet: %v", replacedAfter.Round(10*time.Millisecond))
+		if replacedAfter > 30*time.Second {
+			t.Errorf("replacement %v after robot-1's last renewal, want well under 30 s", replacedAfter)
+		}
 		if tnt, c := nodeMarked(ctx, cs, "robot-1"); !tnt || c == nil || c.Status != corev1.ConditionFalse {
 			t.Errorf("robot-1 taint %v, condition %+v; want tainted, RoamReachable=False", tnt, c)
 		}
@@ -514,4 +549,13 @@ func TestIntegration(t *testing.T) {
 		}
 		f.resume("robot-3")
 	})
+}
+
+// integrationCore is the default configuration with a short warm-up, and a
+// brake that engages with 2 of 3 robots lost (the default needs 3 suspected
+// nodes).
+func integrationCore() CoreConfig {
+	c := DefaultCoreConfig()
+	c.Warmup, c.BrakeMinNodes = 3*time.Second, 2
+	return c
 }

@@ -5,6 +5,8 @@ import (
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/roam-dev/roam/detector/evict"
 )
 
 // Node states reported by roam_nodes{state}.
@@ -17,8 +19,8 @@ const (
 // Eviction reasons reported by roam_evictions_total{reason} and
 // roam_redeploy_seconds{reason}.
 const (
-	ReasonUnreachable = "unreachable"
-	ReasonContext     = "context"
+	ReasonUnreachable = evict.MetricUnreachable
+	ReasonContext     = evict.MetricContext
 )
 
 // Metrics are roam-detector's metrics. Their names are part of roam's

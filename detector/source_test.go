@@ -20,7 +20,7 @@ func lease(node string, renew time.Time, seconds int32) *coordinationv1.Lease {
 }
 
 func TestSourceLeaseHeartbeatsUseOwnClock(t *testing.T) {
-	core, err := NewCore(CoreConfig{}, t0, nil)
+	core, err := NewCore(DefaultCoreConfig(), t0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +74,7 @@ func readyNode(name, zone string, hb time.Time) *corev1.Node {
 }
 
 func TestSourceNodeFallbackAndDelete(t *testing.T) {
-	core, _ := NewCore(CoreConfig{}, t0, nil)
+	core, _ := NewCore(DefaultCoreConfig(), t0, nil)
 	clk := clocktesting.NewFakeClock(t0)
 	leases := map[string]bool{"with-lease": true}
 	s := NewSource(core, clk, func(n string) bool { return leases[n] }, func() bool { return true })

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"net/http"
 	"os"
 	"os/signal"
@@ -35,6 +36,7 @@ import (
 
 	"github.com/roam-dev/roam/detector"
 	"github.com/roam-dev/roam/detector/contextcheck"
+	"github.com/roam-dev/roam/detector/evict"
 	"github.com/roam-dev/roam/detector/phi"
 	"github.com/roam-dev/roam/internal/version"
 	"github.com/roam-dev/roam/policies"
@@ -52,6 +54,7 @@ type options struct {
 	policyNamespace string
 	tick            time.Duration
 	core            detector.CoreConfig
+	limits          evict.Limits
 	qps             float64
 	burst           int
 	// Context redeployment (package detector/contextcheck).
@@ -61,7 +64,7 @@ type options struct {
 }
 
 func parseFlags(fs *flag.FlagSet, args []string) (*options, error) {
-	o := &options{}
+	o := &options{core: detector.DefaultCoreConfig(), limits: evict.DefaultLimits()}
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster config)")
 	fs.BoolVar(&o.leaderElect, "leader-elect", true, "run only while holding the leader Lease, so replicas never act twice")
 	fs.StringVar(&o.leNamespace, "leader-elect-namespace", policies.DefaultGlobalNamespace, "namespace of the leader-election Lease")
@@ -72,18 +75,20 @@ func parseFlags(fs *flag.FlagSet, args []string) (*options, error) {
 	fs.StringVar(&o.metricsAddr, "metrics-addr", ":8080", "address serving /metrics, /healthz and /readyz (empty: off)")
 	fs.StringVar(&o.policyNamespace, "policy-namespace", policies.DefaultGlobalNamespace, "namespace whose policies govern pods in every namespace")
 	fs.DurationVar(&o.tick, "tick", detector.DefaultTick, "how often every node's phi is evaluated")
-	fs.Float64Var(&o.core.Threshold, "phi-threshold", detector.DefaultThreshold, "phi at which a node is suspected (a policy's phiThreshold overrides it for the nodes running its pods)")
-	fs.IntVar(&o.core.Phi.Window, "phi-window", phi.DefaultWindow, "heartbeat intervals remembered per node")
-	fs.DurationVar(&o.core.Phi.MinStdDev, "phi-min-stddev", phi.DefaultMinStdDev, "floor of the interval standard deviation")
-	fs.DurationVar(&o.core.Phi.AcceptablePause, "phi-acceptable-pause", phi.DefaultAcceptablePause, "pause beyond the mean interval that costs no suspicion")
-	fs.IntVar(&o.core.RecoverHeartbeats, "recover-heartbeats", detector.DefaultRecoverHeartbeats, "consecutive heartbeats a suspected node needs to recover (doubled for each re-suspicion within 10 min)")
-	fs.DurationVar(&o.core.Warmup, "warmup", detector.DefaultWarmup, "after start (and after a node's first heartbeat) nothing is suspected for this long")
-	fs.Float64Var(&o.core.BrakeFraction, "brake-fraction", detector.DefaultBrakeFraction, "fraction of a zone's (or all) nodes suspected at once that stops all evictions there")
-	fs.IntVar(&o.core.BrakeMinNodes, "brake-min-nodes", detector.DefaultBrakeMinNodes, "the brake needs at least this many suspected nodes")
-	fs.DurationVar(&o.core.EvictionConfirm, "eviction-confirm", detector.DefaultEvictionConfirm, "evict a suspected node's pods only once it has stayed silent this long past its suspicion: fewer false evictions, slower redeploy (see roam-sim's eviction table); negative: at once")
-	fs.DurationVar(&o.core.EvictionDelay, "eviction-delay", detector.DefaultEvictionDelay, "longest a suspected node's eviction waits for the partition brake: it waits only while other nodes about to be suspected could still engage the brake")
-	fs.Float64Var(&o.core.EvictionRate, "eviction-rate", detector.DefaultEvictionRate, "nodes per second whose pods may be evicted (token bucket)")
-	fs.IntVar(&o.core.EvictionBurst, "eviction-burst", detector.DefaultEvictionBurst, "token-bucket burst of --eviction-rate")
+	fs.Float64Var(&o.core.Threshold, "phi-threshold", o.core.Threshold, "phi at which a node is suspected (a policy's phiThreshold overrides it for the nodes running its pods)")
+	fs.IntVar(&o.core.Phi.Window, "phi-window", o.core.Phi.Window, "heartbeat intervals remembered per node (2 to 10000)")
+	fs.DurationVar(&o.core.Phi.MinStdDev, "phi-min-stddev", o.core.Phi.MinStdDev, "floor of the interval standard deviation")
+	fs.DurationVar(&o.core.Phi.AcceptablePause, "phi-acceptable-pause", o.core.Phi.AcceptablePause, "pause beyond the mean interval that costs no suspicion (0: none)")
+	fs.IntVar(&o.core.RecoverHeartbeats, "recover-heartbeats", o.core.RecoverHeartbeats, "consecutive heartbeats a suspected node needs to recover (doubled for each re-suspicion within 10 min)")
+	fs.DurationVar(&o.core.Warmup, "warmup", o.core.Warmup, "after start (and after a node's first heartbeat) nothing is suspected for this long (0: none)")
+	fs.Float64Var(&o.core.BrakeFraction, "brake-fraction", o.core.BrakeFraction, "fraction of a zone's (or all) nodes suspected at once that stops all evictions there, in (0, 1]")
+	fs.IntVar(&o.core.BrakeMinNodes, "brake-min-nodes", o.core.BrakeMinNodes, "the brake needs at least this many suspected nodes")
+	fs.DurationVar(&o.core.EvictionConfirm, "eviction-confirm", o.core.EvictionConfirm, "evict a suspected node's pods only once it has stayed silent this long past its suspicion (or past being found silent again): fewer false evictions, slower redeploy (see roam-sim's eviction table); 0: at once")
+	fs.DurationVar(&o.core.EvictionDelay, "eviction-delay", o.core.EvictionDelay, "longest a suspected node's eviction waits for the partition brake: it waits only while other nodes about to be suspected could still engage the brake (0: never waits)")
+	fs.Float64Var(&o.limits.NodesPerSecond, "eviction-node-rate", o.limits.NodesPerSecond, "lost robots emptied per second (token bucket, one token per robot)")
+	fs.IntVar(&o.limits.NodeBurst, "eviction-node-burst", o.limits.NodeBurst, "token-bucket burst of --eviction-node-rate, in robots")
+	fs.Float64Var(&o.limits.PodsPerSecond, "eviction-pod-rate", o.limits.PodsPerSecond, "pods evicted per second after context changes (token bucket)")
+	fs.IntVar(&o.limits.PodBurst, "eviction-pod-burst", o.limits.PodBurst, "token-bucket burst of --eviction-pod-rate, in pods")
 	fs.Float64Var(&o.qps, "kube-api-qps", 50, "client QPS to the API server")
 	fs.IntVar(&o.burst, "kube-api-burst", 100, "client burst to the API server")
 	fs.BoolVar(&o.contextRedeploy, "context-redeploy", true, "evict pods whose robot no longer satisfies their policies' require (onContextChange: reschedule) after the policy's settle window")
@@ -93,34 +98,69 @@ func parseFlags(fs *flag.FlagSet, args []string) (*options, error) {
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
-	// Zero means "default" inside the library; on the command line it is
-	// always a mistake for these.
-	switch {
-	case o.core.Threshold <= 0:
-		return nil, fmt.Errorf("invalid flags: --phi-threshold %v must be positive", o.core.Threshold)
-	case o.core.EvictionBurst < 1:
-		return nil, fmt.Errorf("invalid flags: --eviction-burst %d must be at least 1", o.core.EvictionBurst)
-	case o.core.BrakeFraction <= 0:
-		return nil, fmt.Errorf("invalid flags: --brake-fraction %v must be in (0, 1]", o.core.BrakeFraction)
-	}
-	if err := o.core.Validate(); err != nil {
+	if err := o.validate(); err != nil {
 		return nil, fmt.Errorf("invalid flags: %w", err)
-	}
-	if o.tick <= 0 {
-		return nil, fmt.Errorf("invalid flags: --tick %v must be positive", o.tick)
 	}
 	return o, nil
 }
 
-func main() {
-	if version.Requested(os.Args[1:]) {
-		version.Print(os.Stdout, "roam-detector")
-		return
+// validate names the first flag whose value is invalid. Zero is legal
+// where it has a meaning (no pause, no warm-up, no confirmation, no
+// delay) and honoured as such.
+func (o *options) validate() error {
+	positive := func(d time.Duration) bool { return d > 0 }
+	notNeg := func(d time.Duration) bool { return d >= 0 }
+	checks := []struct {
+		ok   bool
+		flag string
+		val  any
+		want string
+	}{
+		{o.core.Threshold > 0 && !math.IsInf(o.core.Threshold, 0), "phi-threshold", o.core.Threshold, "a positive number"},
+		{o.core.Phi.Window >= 2 && o.core.Phi.Window <= phi.MaxWindow, "phi-window", o.core.Phi.Window, fmt.Sprintf("between 2 and %d", phi.MaxWindow)},
+		{positive(o.core.Phi.MinStdDev), "phi-min-stddev", o.core.Phi.MinStdDev, "positive"},
+		{notNeg(o.core.Phi.AcceptablePause), "phi-acceptable-pause", o.core.Phi.AcceptablePause, "zero or more"},
+		{o.core.RecoverHeartbeats >= 1, "recover-heartbeats", o.core.RecoverHeartbeats, "at least 1"},
+		{notNeg(o.core.Warmup), "warmup", o.core.Warmup, "zero or more"},
+		{o.core.BrakeFraction > 0 && o.core.BrakeFraction <= 1, "brake-fraction", o.core.BrakeFraction, "in (0, 1]"},
+		{o.core.BrakeMinNodes >= 1, "brake-min-nodes", o.core.BrakeMinNodes, "at least 1"},
+		{notNeg(o.core.EvictionConfirm), "eviction-confirm", o.core.EvictionConfirm, "zero or more (0: evict at once)"},
+		{notNeg(o.core.EvictionDelay), "eviction-delay", o.core.EvictionDelay, "zero or more (0: never wait)"},
+		{o.limits.NodesPerSecond > 0 && !math.IsInf(o.limits.NodesPerSecond, 0), "eviction-node-rate", o.limits.NodesPerSecond, "a positive number"},
+		{o.limits.NodeBurst >= 1, "eviction-node-burst", o.limits.NodeBurst, "at least 1"},
+		{o.limits.PodsPerSecond > 0 && !math.IsInf(o.limits.PodsPerSecond, 0), "eviction-pod-rate", o.limits.PodsPerSecond, "a positive number"},
+		{o.limits.PodBurst >= 1, "eviction-pod-burst", o.limits.PodBurst, "at least 1"},
+		{positive(o.tick), "tick", o.tick, "positive"},
+		{o.qps > 0, "kube-api-qps", o.qps, "positive"},
+		{o.burst >= 1, "kube-api-burst", o.burst, "at least 1"},
+		{positive(o.leLease), "leader-elect-lease-duration", o.leLease, "positive"},
+		{positive(o.leRenew) && o.leRenew < o.leLease, "leader-elect-renew-deadline", o.leRenew, "positive and shorter than --leader-elect-lease-duration"},
+		{positive(o.leRetry) && o.leRetry < o.leRenew, "leader-elect-retry-period", o.leRetry, "positive and shorter than --leader-elect-renew-deadline"},
 	}
-	o, err := parseFlags(flag.CommandLine, os.Args[1:])
+	for _, c := range checks {
+		if !c.ok {
+			return fmt.Errorf("--%s=%v: must be %s", c.flag, c.val, c.want)
+		}
+	}
+	if err := o.core.Validate(); err != nil {
+		return err
+	}
+	return o.limits.Validate()
+}
+
+func main() { os.Exit(runMain(flag.CommandLine, os.Args[1:])) }
+
+// runMain runs roam-detector with the command-line args parsed into fs
+// (or prints its version) and returns its exit code.
+func runMain(fs *flag.FlagSet, args []string) int {
+	if version.Requested(args) {
+		version.Print(os.Stdout, "roam-detector")
+		return 0
+	}
+	o, err := parseFlags(fs, args)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "roam-detector:", err)
-		os.Exit(2)
+		return 2
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()
@@ -129,9 +169,10 @@ func main() {
 	if err := run(ctx, o); err != nil {
 		logger.Error(err, "roam-detector failed")
 		klog.Flush()
-		os.Exit(1)
+		return 1
 	}
 	klog.Flush()
+	return 0
 }
 
 func restConfig(kubeconfig string) (*rest.Config, error) {
@@ -178,21 +219,27 @@ func run(ctx context.Context, o *options) error {
 	if err != nil {
 		return fmt.Errorf("policy store: %w", err)
 	}
+	// One evictor removes pods for both controllers: lost robots (in
+	// nodes per second) and context changes (in pods per second).
+	evictor, err := evict.New(client, evict.Options{Limits: o.limits, Recorder: recorder,
+		Metrics: evict.Metrics{Evictions: metrics.Evictions, Redeploy: metrics.Redeploy}})
+	if err != nil {
+		return err
+	}
 	ctrl, err := detector.NewController(client, factory, leaseFactory, detector.Options{
-		Core: o.core, Tick: o.tick, Metrics: metrics, Recorder: recorder, Policies: store,
+		Core: o.core, Tick: o.tick, Metrics: metrics, Recorder: recorder, Policies: store, Evictor: evictor,
 		WaitFor: []cache.InformerSynced{store.HasSynced},
 	})
 	if err != nil {
 		return err
 	}
-	// Context redeployment shares the pod and node informers; its
-	// evictions have their own token bucket with the same rate and burst.
+	// Context redeployment shares the pod and node informers and the
+	// evictor.
 	var contextCtrl *contextcheck.Controller
 	if o.contextRedeploy {
 		contextCtrl, err = contextcheck.NewController(client, factory, contextcheck.Options{
 			Policies: store, NoPolicyRecheck: !o.contextPolicyRecheck, EvictWithoutAlternative: o.contextNoAlternative,
-			EvictionRate: o.core.EvictionRate, EvictionBurst: o.core.EvictionBurst,
-			Metrics: metrics, Recorder: recorder, WaitFor: []cache.InformerSynced{store.HasSynced},
+			Evictor: evictor, Recorder: recorder, WaitFor: []cache.InformerSynced{store.HasSynced},
 		})
 		if err != nil {
 			return err

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/roam-dev/roam/detector"
+	"github.com/roam-dev/roam/detector/evict"
 )
 
 func TestFlagDefaults(t *testing.T) {
@@ -17,21 +18,56 @@ func TestFlagDefaults(t *testing.T) {
 	if !o.leaderElect || o.leNamespace != "roam-system" || o.leName != "roam-detector" || o.metricsAddr != ":8080" {
 		t.Errorf("leader election / metrics defaults: %+v", o)
 	}
-	if o.tick != 200*time.Millisecond || o.core.Threshold != 8 || o.core.BrakeFraction != 0.55 ||
-		o.core.Warmup != detector.DefaultWarmup || o.core.EvictionRate != detector.DefaultEvictionRate ||
-		o.core.EvictionBurst != detector.DefaultEvictionBurst {
-		t.Errorf("detector defaults: tick %v, core %+v", o.tick, o.core)
+	if o.tick != 200*time.Millisecond || o.core != detector.DefaultCoreConfig() || o.limits != evict.DefaultLimits() {
+		t.Errorf("detector defaults: tick %v, core %+v, limits %+v", o.tick, o.core, o.limits)
+	}
+}
+
+// Every flag whose zero has a meaning takes 0 as that meaning, not as
+// "the default".
+func TestFlagZeroIsZero(t *testing.T) {
+	o, err := parseFlags(flag.NewFlagSet("roam-detector", flag.ContinueOnError), []string{
+		"--phi-acceptable-pause=0", "--warmup=0", "--eviction-confirm=0", "--eviction-delay=0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.core.Phi.AcceptablePause != 0 || o.core.Warmup != 0 || o.core.EvictionConfirm != 0 || o.core.EvictionDelay != 0 {
+		t.Errorf("zeros not honoured: %+v", o.core)
+	}
+	// And they reach the detector as zeros: no pause means phi 8 is
+	// reached 0.5 s sooner than with the default pause.
+	core, err := detector.NewCore(o.core, time.Time{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := core.Config().Phi.AcceptablePause; got != 0 {
+		t.Errorf("core acceptable pause = %v", got)
 	}
 }
 
 func TestFlagErrors(t *testing.T) {
 	for args, want := range map[string]string{
-		"--phi-threshold=0":     "--phi-threshold",
-		"--brake-fraction=1.5":  "brake fraction",
-		"--tick=0s":             "--tick",
-		"--eviction-burst=0":    "--eviction-burst",
-		"--phi-window=1":        "Window",
-		"--phi-min-stddev=-1ms": "MinStdDev",
+		"--phi-threshold=0":                  "--phi-threshold=0",
+		"--phi-threshold=-3":                 "--phi-threshold=-3",
+		"--brake-fraction=1.5":               "--brake-fraction",
+		"--brake-fraction=0":                 "--brake-fraction",
+		"--brake-min-nodes=0":                "--brake-min-nodes",
+		"--tick=0s":                          "--tick",
+		"--eviction-node-burst=0":            "--eviction-node-burst",
+		"--eviction-node-rate=0":             "--eviction-node-rate",
+		"--eviction-pod-rate=-1":             "--eviction-pod-rate",
+		"--eviction-pod-burst=0":             "--eviction-pod-burst",
+		"--phi-window=1":                     "--phi-window",
+		"--phi-min-stddev=-1ms":              "--phi-min-stddev",
+		"--phi-min-stddev=0":                 "--phi-min-stddev",
+		"--phi-acceptable-pause=-1s":         "--phi-acceptable-pause",
+		"--warmup=-1s":                       "--warmup",
+		"--eviction-confirm=-1s":             "--eviction-confirm",
+		"--eviction-delay=-5ms":              "--eviction-delay",
+		"--recover-heartbeats=0":             "--recover-heartbeats",
+		"--kube-api-qps=0":                   "--kube-api-qps",
+		"--leader-elect-renew-deadline=20s":  "--leader-elect-renew-deadline",
+		"--leader-elect-lease-duration=-15s": "--leader-elect-lease-duration",
 	} {
 		fs := flag.NewFlagSet("roam-detector", flag.ContinueOnError)
 		_, err := parseFlags(fs, strings.Fields(args))

@@ -21,7 +21,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/roam-dev/roam/detector"
+	"github.com/roam-dev/roam/detector/evict"
 	"github.com/roam-dev/roam/policies"
 )
 
@@ -47,7 +47,7 @@ func skipReason(pod *corev1.Pod) string {
 	if pod.DeletionTimestamp != nil {
 		return "terminating"
 	}
-	return detector.Unmovable(pod)
+	return evict.Unmovable(pod)
 }
 
 // hasExtendedRequests reports, without allocating, whether any container
@@ -80,7 +80,13 @@ type Checker struct {
 
 // NewChecker returns a Checker resolving policies through resolver (no
 // caching: every Check resolves every pod).
-func NewChecker(resolver detector.PolicyResolver) *Checker {
+// PolicyResolver answers which policies govern a pod; *policies.Store
+// implements it.
+type PolicyResolver interface {
+	ForPod(ev *policies.Evaluator, pod *corev1.Pod) policies.Resolution
+}
+
+func NewChecker(resolver PolicyResolver) *Checker {
 	return &Checker{res: newResolutions(resolver, false), eval: policies.NewEvaluator()}
 }
 
@@ -90,7 +96,7 @@ func NewChecker(resolver detector.PolicyResolver) *Checker {
 // the policy generation it was resolved at; the generation moves on every
 // policy change, so a cached answer is never stale.
 type resolutions struct {
-	resolver detector.PolicyResolver
+	resolver PolicyResolver
 	tracked  bool // resolver reports changes: caching is safe
 	gen      atomic.Uint64
 	mu       sync.RWMutex
@@ -104,7 +110,7 @@ type resolved struct {
 	own  map[corev1.ResourceName]int64 // nil: no extended requests
 }
 
-func newResolutions(resolver detector.PolicyResolver, tracked bool) *resolutions {
+func newResolutions(resolver PolicyResolver, tracked bool) *resolutions {
 	return &resolutions{resolver: resolver, tracked: tracked, m: map[types.UID]*resolved{}}
 }
 

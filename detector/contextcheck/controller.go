@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -24,7 +23,7 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
-	"github.com/roam-dev/roam/detector"
+	"github.com/roam-dev/roam/detector/evict"
 	"github.com/roam-dev/roam/policies"
 )
 
@@ -32,7 +31,7 @@ import (
 const (
 	// ReasonContextChanged is the DisruptionTarget reason and the Event
 	// reason of a context-change eviction (docs/design.md).
-	ReasonContextChanged = "RoamContextChanged"
+	ReasonContextChanged = evict.ReasonContextChanged
 	// ReasonContextViolated (Normal Event): the settle window started.
 	ReasonContextViolated = "RoamContextViolated"
 	// ReasonContextRestored (Normal Event): the node satisfied the policy
@@ -43,7 +42,7 @@ const (
 	ReasonNoAlternative = "RoamNoAlternative"
 	// ReasonEvictionRefused (Warning Event): the Eviction API refused
 	// (usually a PodDisruptionBudget, HTTP 429); retried with backoff.
-	ReasonEvictionRefused = "RoamEvictionRefused"
+	ReasonEvictionRefused = evict.ReasonEvictionRefused
 )
 
 // Defaults of Options.
@@ -66,23 +65,19 @@ type Options struct {
 	// Policies resolves the policies governing a pod (required). If it also
 	// has AddChangeHandler(func(policies.Change)), every node is re-checked
 	// when a policy changes (unless NoPolicyRecheck).
-	Policies detector.PolicyResolver
+	Policies PolicyResolver
 	// NoPolicyRecheck turns off the re-check on policy changes.
 	NoPolicyRecheck bool
 	// EvictWithoutAlternative evicts even when no other node would take
 	// the pod (default false: the pod keeps running, with an Event).
 	EvictWithoutAlternative bool
-	// EvictionRate (pods per second) and EvictionBurst: token bucket of
-	// context evictions (detector.DefaultEvictionRate/Burst).
-	EvictionRate  float64
-	EvictionBurst int
+	// Evictor removes the pods (shared with the lost-robot controller; it
+	// owns the pod rate limit). Default: one with evict.DefaultLimits.
+	Evictor *evict.Evictor
 	// NoAlternativeRecheck (DefaultNoAlternativeRecheck).
 	NoAlternativeRecheck time.Duration
 	// RetryBase, RetryMax (DefaultRetryBase, DefaultRetryMax).
 	RetryBase, RetryMax time.Duration
-	// Metrics (optional): roam_evictions_total{reason="context"} and
-	// roam_redeploy_seconds{reason="context"}.
-	Metrics *detector.Metrics
 	// Recorder emits Events on pods (optional).
 	Recorder record.EventRecorder
 	// WaitFor are extra caches to sync before starting (the policy Store's
@@ -95,12 +90,6 @@ type Options struct {
 func (o Options) withDefaults() Options {
 	if o.Clock == nil {
 		o.Clock = clock.RealClock{}
-	}
-	if o.EvictionRate <= 0 {
-		o.EvictionRate = detector.DefaultEvictionRate
-	}
-	if o.EvictionBurst <= 0 {
-		o.EvictionBurst = detector.DefaultEvictionBurst
 	}
 	if o.NoAlternativeRecheck <= 0 {
 		o.NoAlternativeRecheck = DefaultNoAlternativeRecheck
@@ -141,19 +130,16 @@ type Controller struct {
 	nodeInf cache.SharedIndexInformer
 	podInf  cache.SharedIndexInformer
 	nodes   corelisters.NodeLister
-	// podIndex is the name of the pods-by-node index on podInf.
-	podIndex string
 
 	queue   workqueue.TypedRateLimitingInterface[string] // node names
-	limiter *rate.Limiter
+	evictor *evict.Evictor
 	checker sync.Pool // *Checker
 	res     *resolutions
 
 	mu      sync.Mutex
 	pending map[types.UID]*violation
 
-	redeploy *detector.RedeployTracker
-	ready    atomic.Bool
+	ready atomic.Bool
 }
 
 // NewController wires Node and Pod informers of factory (share it with
@@ -163,6 +149,13 @@ func NewController(client kubernetes.Interface, factory informers.SharedInformer
 		return nil, errors.New("contextcheck: Options.Policies is required")
 	}
 	opts = opts.withDefaults()
+	if opts.Evictor == nil {
+		ev, err := evict.New(client, evict.Options{Limits: evict.DefaultLimits(), Clock: opts.Clock, Recorder: opts.Recorder})
+		if err != nil {
+			return nil, err
+		}
+		opts.Evictor = ev
+	}
 	c := &Controller{
 		opts: opts, client: client, clock: opts.Clock, factory: factory,
 		nodeInf: factory.Core().V1().Nodes().Informer(),
@@ -171,23 +164,15 @@ func NewController(client kubernetes.Interface, factory informers.SharedInformer
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.NewTypedItemExponentialFailureRateLimiter[string](opts.RetryBase, opts.RetryMax),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "roam-context", Clock: opts.Clock}),
-		limiter:  rate.NewLimiter(rate.Limit(opts.EvictionRate), opts.EvictionBurst),
-		pending:  map[types.UID]*violation{},
-		redeploy: detector.NewRedeployTracker(),
+		evictor: opts.Evictor,
+		pending: map[types.UID]*violation{},
 	}
 	changes, tracked := opts.Policies.(interface{ AddChangeHandler(func(policies.Change)) })
 	c.res = newResolutions(opts.Policies, tracked)
 	c.checker.New = func() any { return &Checker{res: c.res, eval: policies.NewEvaluator()} }
-	// Reuse the detector's pods-by-node index when the shared informer
-	// already has it; add it otherwise.
-	have := c.podInf.GetIndexer().GetIndexers()
-	for name, fn := range detector.PodsByNodeIndexers() {
-		c.podIndex = name
-		if _, ok := have[name]; !ok {
-			if err := c.podInf.AddIndexers(cache.Indexers{name: fn}); err != nil {
-				return nil, fmt.Errorf("contextcheck: pod index: %w", err)
-			}
-		}
+	// The pods-by-node index is shared with the lost-robot controller.
+	if err := evict.AddPodIndex(c.podInf); err != nil {
+		return nil, fmt.Errorf("contextcheck: %w", err)
 	}
 	if _, err := c.nodeInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(o any) { c.onNode(nil, o) },
@@ -263,7 +248,7 @@ func (c *Controller) onPod(oldObj, obj any) {
 	if old, _ := oldObj.(*corev1.Pod); pod.Spec.NodeName != "" && (old == nil || old.Spec.NodeName != pod.Spec.NodeName) {
 		c.queue.Add(pod.Spec.NodeName)
 	}
-	c.observePod(pod)
+	c.evictor.ObservePod(pod)
 }
 
 func (c *Controller) onPodDelete(obj any) {
@@ -315,7 +300,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 	c.requeueAll()
 	logger.Info("Context re-check running", "evictWithoutAlternative", c.opts.EvictWithoutAlternative,
-		"policyRecheck", !c.opts.NoPolicyRecheck, "evictionRate", c.opts.EvictionRate, "evictionBurst", c.opts.EvictionBurst)
+		"policyRecheck", !c.opts.NoPolicyRecheck)
 	var wg sync.WaitGroup
 	for range c.opts.Workers {
 		wg.Add(1)
@@ -354,17 +339,7 @@ func (c *Controller) processNext(ctx context.Context) bool {
 
 // podsOn lists the pods bound to node from the informer's index.
 func (c *Controller) podsOn(node string) []*corev1.Pod {
-	objs, err := c.podInf.GetIndexer().ByIndex(c.podIndex, node)
-	if err != nil {
-		return nil
-	}
-	out := make([]*corev1.Pod, 0, len(objs))
-	for _, o := range objs {
-		if p, ok := o.(*corev1.Pod); ok {
-			out = append(out, p)
-		}
-	}
-	return out
+	return evict.PodsOn(c.podInf.GetIndexer(), node)
 }
 
 func minPositive(a, b time.Duration) time.Duration {
@@ -440,30 +415,44 @@ func (c *Controller) Sync(ctx context.Context, name string) (time.Duration, erro
 	}
 	c.mu.Unlock()
 
-	// The due pods' API calls run concurrently, so a robot's last pod does
-	// not wait for the others'.
-	var errs []error
-	var resMu sync.Mutex
-	workqueue.ParallelizeUntil(ctx, detector.PodWorkers, len(due), func(i int) {
-		d, err := c.act(ctx, due[i])
-		resMu.Lock()
-		defer resMu.Unlock()
-		after = minPositive(after, d)
-		if err != nil {
-			errs = append(errs, err)
+	// The evictor removes the due pods concurrently, so a robot's last pod
+	// does not wait for the others'.
+	var evictions []evict.Eviction
+	for _, v := range due {
+		msg, wait := c.decide(ctx, v)
+		after = minPositive(after, wait)
+		if msg != "" {
+			evictions = append(evictions, evict.Eviction{Pod: v.Pod, Message: msg})
 		}
-	})
+	}
+	var errs []error
+	for i, o := range c.evictor.EvictContext(ctx, evictions) {
+		after = minPositive(after, o.Wait)
+		if o.Err != nil {
+			errs = append(errs, o.Err)
+		}
+		if o.Done {
+			c.forget(evictions[i].Pod.UID)
+		}
+	}
 	return after, errors.Join(errs...)
 }
 
-// act decides about one pod whose settle window has passed: keep it when
-// no other node would take it, wait for the rate limit, then evict.
-func (c *Controller) act(ctx context.Context, v Verdict) (time.Duration, error) {
+func (c *Controller) forget(uid types.UID) {
+	c.mu.Lock()
+	delete(c.pending, uid)
+	c.mu.Unlock()
+}
+
+// decide about one pod whose settle window has passed: keep it when no
+// other node would take it (then: when to look again), else the message
+// its eviction carries.
+func (c *Controller) decide(ctx context.Context, v Verdict) (string, time.Duration) {
 	logger := klog.FromContext(ctx)
 	pod := v.Pod
 	nodes, err := c.nodes.List(labels.Everything())
 	if err != nil {
-		return 0, fmt.Errorf("listing nodes: %w", err)
+		return "", c.opts.NoAlternativeRecheck // a lister does not fail
 	}
 	ch := c.checker.Get().(*Checker)
 	target, why := ch.fitsOtherNode(pod, v.Policies, nodes, c.podsOn)
@@ -482,7 +471,7 @@ func (c *Controller) act(ctx context.Context, v Verdict) (time.Duration, error) 
 					"Keeping the pod on node %s although %s: no other node would satisfy its policies and fit it (%s)", pod.Spec.NodeName, v.Why, why)
 				logger.Info("Context violation but no alternative node: keeping pod", "pod", klog.KObj(pod), "node", pod.Spec.NodeName, "why", why)
 			}
-			return c.opts.NoAlternativeRecheck, nil
+			return "", c.opts.NoAlternativeRecheck
 		}
 		logger.Info("No alternative node, evicting anyway (--context-evict-without-alternative)", "pod", klog.KObj(pod), "why", why)
 	} else {
@@ -492,5 +481,9 @@ func (c *Controller) act(ctx context.Context, v Verdict) (time.Duration, error) 
 		}
 		c.mu.Unlock()
 	}
-	return c.evict(ctx, v, target)
+	msg := fmt.Sprintf("roam-detector: node %s no longer satisfies the pod's policies (%s)", pod.Spec.NodeName, v.Why)
+	if target != "" {
+		msg += fmt.Sprintf("; node %s would take it", target)
+	}
+	return msg, 0
 }

@@ -10,7 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/roam-dev/roam/detector"
+	"github.com/roam-dev/roam/detector/evict"
 )
 
 const hospitalOnly = `node.context == "hospital"`
@@ -71,7 +71,7 @@ func TestSettleThenEvict(t *testing.T) {
 	// The ReplicaSet's replacement runs on r2 3 s later.
 	h.clk.Step(3 * time.Second)
 	repl := h.addPod("ma-2", "medical-assistant", "r2")
-	h.c.observePod(repl)
+	h.c.evictor.ObservePod(repl)
 	if n, sum := h.redeploy(); n != 1 || sum != 3 {
 		t.Errorf("roam_redeploy_seconds{reason=context}: count %d sum %v, want 1 and 3", n, sum)
 	}
@@ -213,8 +213,8 @@ func TestPDBRefusalRetried(t *testing.T) {
 	h.addPod("ma-9", "medical-assistant", "r1")
 	h.mustSync("r1")
 	h.clk.Step(2 * time.Second)
-	if _, err := h.sync("r1"); !errors.Is(err, ErrEvictionRefused) {
-		t.Fatalf("Sync error = %v, want ErrEvictionRefused", err)
+	if _, err := h.sync("r1"); !errors.Is(err, evict.ErrRefused) {
+		t.Fatalf("Sync error = %v, want evict.ErrRefused", err)
 	}
 }
 
@@ -275,7 +275,7 @@ func TestNeverEvicted(t *testing.T) {
 	h.setNode(robot("r1", "hospital", cameras(1)))
 	h.setNode(robot("r2", "hospital", cameras(1)))
 	h.addPod("ds", "agent", "r1", ownedBy("DaemonSet"))
-	h.addPod("mirror", "agent", "r1", annotated(detector.MirrorPodAnnotation, "x"))
+	h.addPod("mirror", "agent", "r1", annotated(evict.MirrorPodAnnotation, "x"))
 	h.addPod("kept", "kept", "r1")
 	h.addPod("cam", "camera", "r1", requests("roam.dev/camera", "1"))
 	gone := h.addPod("gone", "agent", "r1")
@@ -302,7 +302,8 @@ func TestNeverEvicted(t *testing.T) {
 // TestRateLimited: with burst 1 at 1 pod/s, two pods due at once are
 // evicted one second apart.
 func TestRateLimited(t *testing.T) {
-	h := newHarness(t, Options{EvictionRate: 1, EvictionBurst: 1}, policyCM("medical-assistant", hospitalOnly, nil))
+	h := newHarnessLimits(t, evict.Limits{NodesPerSecond: 1, NodeBurst: 1, PodsPerSecond: 1, PodBurst: 1}, Options{},
+		policyCM("medical-assistant", hospitalOnly, nil))
 	h.setNode(robot("r1", "hospital"))
 	h.setNode(robot("r2", "hospital"))
 	h.addPod("ma-1", "medical-assistant", "r1")

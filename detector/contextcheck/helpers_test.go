@@ -24,6 +24,7 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/roam-dev/roam/detector"
+	"github.com/roam-dev/roam/detector/evict"
 	"github.com/roam-dev/roam/policies"
 )
 
@@ -52,6 +53,12 @@ type harness struct {
 
 func newHarness(t *testing.T, opts Options, cms ...*corev1.ConfigMap) *harness {
 	t.Helper()
+	return newHarnessLimits(t, evict.DefaultLimits(), opts, cms...)
+}
+
+// newHarnessLimits is newHarness with the evictor's rate limits.
+func newHarnessLimits(t *testing.T, limits evict.Limits, opts Options, cms ...*corev1.ConfigMap) *harness {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	h := &harness{t: t, cs: fake.NewClientset(), clk: clocktesting.NewFakeClock(t0), rec: record.NewFakeRecorder(1000),
@@ -77,7 +84,12 @@ func newHarness(t *testing.T, opts Options, cms ...*corev1.ConfigMap) *harness {
 	t.Cleanup(func() { cancel(); pf.Shutdown() })
 	h.waitFor("policies", func() bool { return h.store.HasSynced() && len(h.store.List()) == len(cms) })
 
-	opts.Clock, opts.Policies, opts.Recorder, opts.Metrics = h.clk, h.store, h.rec, h.metrics
+	opts.Clock, opts.Policies, opts.Recorder = h.clk, h.store, h.rec
+	opts.Evictor, err = evict.New(h.cs, evict.Options{Limits: limits, Clock: h.clk, Recorder: h.rec,
+		Metrics: evict.Metrics{Evictions: h.metrics.Evictions, Redeploy: h.metrics.Redeploy}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	h.c, err = NewController(h.cs, informers.NewSharedInformerFactory(h.cs, 0), opts)
 	if err != nil {
 		t.Fatal(err)

@@ -65,29 +65,44 @@ const (
 	maxIntervalMillis = 1_000_000
 )
 
-// Config parameterises a Detector. The zero value of a field selects its
+// Config parameterises a Detector. Start from DefaultConfig: a zero
+// AcceptablePause is a legal value (no pause), not a request for the
 // default.
 type Config struct {
 	// Window is the number of recent intervals used to estimate the mean
-	// and standard deviation (default DefaultWindow, at most MaxWindow).
+	// and standard deviation (DefaultWindow; 2 to MaxWindow).
 	Window int
-	// MinStdDev floors the estimated standard deviation (default
-	// DefaultMinStdDev).
+	// MinStdDev floors the estimated standard deviation (DefaultMinStdDev;
+	// positive).
 	MinStdDev time.Duration
-	// AcceptablePause is added to the mean interval (default
-	// DefaultAcceptablePause).
+	// AcceptablePause is added to the mean interval
+	// (DefaultAcceptablePause; zero or more).
 	AcceptablePause time.Duration
 	// FirstInterval seeds the window before real intervals arrive: the
 	// window starts as two intervals FirstInterval ± FirstInterval/4 (as
 	// Pekko does), so the first heartbeats are judged against the expected
-	// renewal period with a generous spread (default DefaultFirstInterval).
+	// renewal period with a generous spread (DefaultFirstInterval;
+	// positive).
 	FirstInterval time.Duration
 	// MaxInterval: an interval longer than this is an outage, not jitter,
 	// and is not recorded, so a robot that was away for a minute is not
 	// granted minute-long silences afterwards (Cassandra does the same).
-	// Default: 4 × FirstInterval, the Lease duration itself — by the kubelet's
-	// own definition the node's lease had expired.
+	// Zero means 4 × FirstInterval, the Lease duration itself — by the
+	// kubelet's own definition the node's lease had expired. Pekko records
+	// every interval that arrives while phi is below its threshold; see
+	// RecordBelow.
 	MaxInterval time.Duration
+}
+
+// DefaultConfig is the detector roam-detector runs with for a node whose
+// renewal interval is unknown.
+func DefaultConfig() Config {
+	return Config{
+		Window:          DefaultWindow,
+		MinStdDev:       DefaultMinStdDev,
+		AcceptablePause: DefaultAcceptablePause,
+		FirstInterval:   DefaultFirstInterval,
+	}
 }
 
 // FirstIntervalForLease is the renewal period the kubelet uses for a Lease of
@@ -101,29 +116,16 @@ func FirstIntervalForLease(leaseDurationSeconds int32) time.Duration {
 	return time.Duration(leaseDurationSeconds) * time.Second / 4
 }
 
-// WithDefaults returns c with every zero field set to its default.
-func (c Config) WithDefaults() Config {
-	if c.Window == 0 {
-		c.Window = DefaultWindow
-	}
-	if c.MinStdDev == 0 {
-		c.MinStdDev = DefaultMinStdDev
-	}
-	if c.AcceptablePause == 0 {
-		c.AcceptablePause = DefaultAcceptablePause
-	}
-	if c.FirstInterval == 0 {
-		c.FirstInterval = DefaultFirstInterval
-	}
+// maxInterval is MaxInterval with its zero resolved.
+func (c Config) maxInterval() time.Duration {
 	if c.MaxInterval == 0 {
-		c.MaxInterval = 4 * c.FirstInterval
+		return 4 * c.FirstInterval
 	}
-	return c
+	return c.MaxInterval
 }
 
-// Validate reports the first invalid field of c (after defaults).
+// Validate reports the first invalid field of c.
 func (c Config) Validate() error {
-	c = c.WithDefaults()
 	switch {
 	case c.Window < 2 || c.Window > MaxWindow:
 		return fmt.Errorf("phi: Window %d out of range [2, %d]", c.Window, MaxWindow)
@@ -133,7 +135,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("phi: AcceptablePause %v must not be negative", c.AcceptablePause)
 	case c.FirstInterval <= 0:
 		return fmt.Errorf("phi: FirstInterval %v must be positive", c.FirstInterval)
-	case c.MaxInterval < c.FirstInterval:
+	case c.maxInterval() < c.FirstInterval:
 		return fmt.Errorf("phi: MaxInterval %v is shorter than FirstInterval %v", c.MaxInterval, c.FirstInterval)
 	}
 	return nil
@@ -158,34 +160,30 @@ type Detector struct {
 	started bool
 }
 
-// New returns a Detector for cfg (zero fields take their defaults). An
-// invalid cfg is replaced field by field with defaults; use Config.Validate
-// to report bad input.
+// New returns a Detector for cfg. Invalid fields are replaced with their
+// defaults, field by field; use Config.Validate to report bad input.
 func New(cfg Config) *Detector {
-	d := cfg.WithDefaults()
-	if d.Validate() != nil {
-		def := Config{}.WithDefaults()
-		if d.Window < 2 || d.Window > MaxWindow {
-			d.Window = def.Window
-		}
-		if d.MinStdDev <= 0 {
-			d.MinStdDev = def.MinStdDev
-		}
-		if d.AcceptablePause < 0 {
-			d.AcceptablePause = def.AcceptablePause
-		}
-		if d.FirstInterval <= 0 {
-			d.FirstInterval = def.FirstInterval
-		}
-		if d.MaxInterval < d.FirstInterval {
-			d.MaxInterval = 4 * d.FirstInterval
-		}
+	d, def := cfg, DefaultConfig()
+	if d.Window < 2 || d.Window > MaxWindow {
+		d.Window = def.Window
+	}
+	if d.MinStdDev <= 0 {
+		d.MinStdDev = def.MinStdDev
+	}
+	if d.AcceptablePause < 0 {
+		d.AcceptablePause = def.AcceptablePause
+	}
+	if d.FirstInterval <= 0 {
+		d.FirstInterval = def.FirstInterval
+	}
+	if d.maxInterval() < d.FirstInterval {
+		d.MaxInterval = 0
 	}
 	det := &Detector{
 		intervals:   make([]int32, d.Window),
 		minStdDev:   d.MinStdDev.Seconds(),
 		pause:       d.AcceptablePause.Seconds(),
-		maxInterval: d.MaxInterval,
+		maxInterval: d.maxInterval(),
 	}
 	det.Reset(d.FirstInterval)
 	return det
@@ -215,6 +213,18 @@ func (d *Detector) Heartbeat(now time.Time) {
 		if iv < 0 {
 			return // keep the later timestamp
 		}
+	}
+	d.last = now
+	d.started = true
+}
+
+// Skip moves the last heartbeat to now without recording the interval:
+// Pekko's PhiAccrualFailureDetector does this for a heartbeat that arrives
+// while phi is at or above its threshold, so an outage never widens the
+// window. A time before the last heartbeat is ignored.
+func (d *Detector) Skip(now time.Time) {
+	if d.started && now.Before(d.last) {
+		return
 	}
 	d.last = now
 	d.started = true
@@ -285,11 +295,19 @@ func (d *Detector) Phi(now time.Time) float64 {
 	return PhiNormal(elapsed, mean, d.stdDev())
 }
 
-// PhiNormal is -log10(P(X > x)) for X ~ Normal(mean, sd²), sd > 0. It is
-// exact (math.Erfc) for z = (x-mean)/sd < 20 and uses the asymptotic
-// expansion of the log of the normal tail beyond, so the result is finite
-// and non-decreasing in x for every finite input.
+// PhiNormal is -log10(P(X > x)) for X ~ Normal(mean, sd²). It is exact
+// (math.Erfc) for z = (x-mean)/sd < 20 and uses the asymptotic expansion
+// of the log of the normal tail beyond, so the result is finite and
+// non-decreasing in x for every finite input. A standard deviation that is
+// not positive (or NaN) is taken as a point mass at mean: phi is 0 below it
+// and math.MaxFloat64 (certain failure) at or above it.
 func PhiNormal(x, mean, sd float64) float64 {
+	if !(sd > 0) {
+		if x < mean {
+			return 0
+		}
+		return math.MaxFloat64
+	}
 	z := (x - mean) / sd
 	if math.IsNaN(z) {
 		return 0
@@ -301,27 +319,51 @@ const (
 	ln10    = math.Ln10
 	sqrt2   = math.Sqrt2
 	lnSqrPi = 0.5723649429247001 // ln(√π)
+	// tailSwitch is the standard score from which the asymptotic series
+	// replaces math.Erfc.
+	tailSwitch = 20
 )
 
-// log10Tail is log10(P(Z > z)) for a standard normal Z.
+// log10Tail is log10(P(Z > z)) for a standard normal Z. The two branches
+// meet exactly at tailSwitch: the series is shifted by its (rounding-level)
+// difference from the exact value there, so the function is continuous
+// and, each branch being monotone, non-increasing everywhere.
 func log10Tail(z float64) float64 {
-	if z < 20 {
-		q := 0.5 * math.Erfc(z/sqrt2)
-		return math.Log10(q)
+	if z < tailSwitch {
+		return log10TailErfc(z)
 	}
 	if math.IsInf(z, 1) {
 		return -math.MaxFloat64
 	}
-	// erfc(x) = e^(-x²)/(x√π) · (1 - 1/(2x²) + 3/(4x⁴) - 15/(8x⁶) + 105/(16x⁸) - …)
-	// With x = z/√2 ≥ 14.1 the first omitted term is below 1e-21.
+	v := log10TailSeries(z) + tailJoin
+	if math.IsInf(v, -1) {
+		return -math.MaxFloat64
+	}
+	return v
+}
+
+// tailJoin is log10TailErfc(tailSwitch) − log10TailSeries(tailSwitch): a
+// constant of the order of float64 rounding that makes the branches meet.
+var tailJoin = log10TailErfc(tailSwitch) - log10TailSeries(tailSwitch)
+
+func log10TailErfc(z float64) float64 { return math.Log10(0.5 * math.Erfc(z/sqrt2)) }
+
+// log10TailSeries is the asymptotic expansion of log10(P(Z > z)):
+//
+//	erfc(x) = e^(-x²)/(x√π) · Σ_{n≥0} (-1)^n (2n-1)!! / (2x²)^n,  x = z/√2
+//
+// summed through n = 8. For z ≥ 20 (x ≥ 14.1, 2x² ≥ 400) the first omitted
+// term is 17!!/400⁹ ≈ 1.3e-16 relative, below float64 resolution (the
+// series through n = 4 would leave 9!!/400⁵ ≈ 9.2e-11).
+func log10TailSeries(z float64) float64 {
 	x := z / sqrt2
 	x2 := x * x
 	inv := 1 / (2 * x2)
-	series := 1 - inv*(1-3*inv*(1-5*inv*(1-7*inv)))
-	lnQ := -math.Ln2 - x2 - math.Log(x) - lnSqrPi + math.Log(series)
-	if math.IsInf(lnQ, -1) {
-		return -math.MaxFloat64
+	series := 1.0
+	for n := 15.0; n >= 1; n -= 2 { // Horner form of 1 - inv(1 - 3inv(1 - 5inv(…(1 - 15inv))))
+		series = 1 - n*inv*series
 	}
+	lnQ := -math.Ln2 - x2 - math.Log(x) - lnSqrPi + math.Log(series)
 	return lnQ / ln10
 }
 

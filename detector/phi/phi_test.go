@@ -69,10 +69,61 @@ func TestPhiNormalFiniteAndMonotone(t *testing.T) {
 	}
 }
 
+// The exact branch and the series meet at z = 20: phi must not step down
+// there, not even by the series' truncation error (a few 1e-11 with five
+// terms), so compare the floats on either side of the switch.
+func TestPhiNormalMonotoneAtSeriesSwitch(t *testing.T) {
+	z := tailSwitch - 1e-9
+	prev := PhiNormal(z, 0, 1)
+	for range 4000 {
+		z = math.Nextafter(z, math.Inf(1))
+		if z > tailSwitch+1e-9 {
+			break
+		}
+		p := PhiNormal(z, 0, 1)
+		if p < prev {
+			t.Fatalf("phi steps down by %.3g at z = %.17g", prev-p, z)
+		}
+		prev = p
+	}
+	below, at := PhiNormal(math.Nextafter(tailSwitch, 0), 0, 1), PhiNormal(tailSwitch, 0, 1)
+	if at < below {
+		t.Fatalf("phi(20) = %.17g < phi(20⁻) = %.17g", at, below)
+	}
+	// And the series is accurate where it is used: against erfc at z = 25,
+	// still representable (erfc underflows only near z = 38).
+	exact := -math.Log10(0.5 * math.Erfc(25/math.Sqrt2))
+	if got := PhiNormal(25, 0, 1); math.Abs(got-exact) > 1e-12*exact {
+		t.Errorf("phi(z=25) = %.17g, exact %.17g", got, exact)
+	}
+}
+
+// A standard deviation that is not positive is a point mass at the mean:
+// phi is 0 before it and certain failure from it on, never a silence
+// that lowers phi.
+func TestPhiNormalDegenerateStdDev(t *testing.T) {
+	for _, sd := range []float64{0, -0.2, -1, math.NaN()} {
+		prev := -1.0
+		for _, x := range []float64{-5, 0, 0.5, 0.999, 1, 1.5, 10, 1e9} {
+			p := PhiNormal(x, 1, sd)
+			if math.IsNaN(p) || p < prev {
+				t.Fatalf("sd %v: PhiNormal(%v) = %v after %v: want non-decreasing, never NaN", sd, x, p, prev)
+			}
+			prev = p
+		}
+		if p := PhiNormal(0.5, 1, sd); p != 0 {
+			t.Errorf("sd %v: phi below the mean = %v, want 0", sd, p)
+		}
+		if p := PhiNormal(10, 1, sd); p != math.MaxFloat64 {
+			t.Errorf("sd %v: phi past the mean = %v, want MaxFloat64", sd, p)
+		}
+	}
+}
+
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
 func TestDetectorStatistics(t *testing.T) {
-	d := New(Config{Window: 4, FirstInterval: time.Second, MinStdDev: time.Millisecond})
+	d := New(Config{Window: 4, FirstInterval: time.Second, MinStdDev: time.Millisecond, AcceptablePause: DefaultAcceptablePause})
 	// Prior: 750 ms and 1250 ms.
 	if got := d.Mean(); got != time.Second {
 		t.Errorf("prior mean = %v, want 1s", got)
@@ -113,8 +164,14 @@ func TestDetectorStatistics(t *testing.T) {
 	}
 }
 
+func lease4() Config {
+	c := DefaultConfig()
+	c.FirstInterval = FirstIntervalForLease(4)
+	return c
+}
+
 func TestDetectorPhiDefaults(t *testing.T) {
-	d := New(Config{FirstInterval: FirstIntervalForLease(4)})
+	d := New(lease4())
 	if p := d.Phi(t0); p != 0 {
 		t.Errorf("phi before first heartbeat = %v, want 0", p)
 	}
@@ -143,7 +200,7 @@ func TestDetectorPhiDefaults(t *testing.T) {
 func TestDetectorPrior(t *testing.T) {
 	// A new node with a 4 s lease (1 s renewals): its first silence of
 	// 1.2 s is unremarkable, 5 s of silence is damning.
-	d := New(Config{FirstInterval: FirstIntervalForLease(4)})
+	d := New(lease4())
 	d.Heartbeat(t0)
 	if p := d.Phi(t0.Add(1200 * time.Millisecond)); p > 1 {
 		t.Errorf("phi 1.2 s after the first heartbeat = %v, want < 1", p)
@@ -152,7 +209,9 @@ func TestDetectorPrior(t *testing.T) {
 		t.Errorf("phi 5 s after the first heartbeat = %v, want ≥ 8", p)
 	}
 	// The kubelet's default 40 s lease renews every 10 s: 12 s is fine.
-	d = New(Config{FirstInterval: FirstIntervalForLease(40)})
+	c := DefaultConfig()
+	c.FirstInterval = FirstIntervalForLease(40)
+	d = New(c)
 	d.Heartbeat(t0)
 	if p := d.Phi(t0.Add(12 * time.Second)); p > 1 {
 		t.Errorf("phi 12 s after the first heartbeat of a 40 s lease = %v, want < 1", p)
@@ -162,13 +221,40 @@ func TestDetectorPrior(t *testing.T) {
 	}
 }
 
+// A zero acceptable pause is a pause of zero, not the default's 500 ms.
+func TestZeroAcceptablePause(t *testing.T) {
+	c := lease4()
+	c.AcceptablePause = 0
+	if err := c.Validate(); err != nil {
+		t.Fatalf("zero pause rejected: %v", err)
+	}
+	d := New(c)
+	now := t0
+	for range 200 {
+		d.Heartbeat(now)
+		now = now.Add(time.Second)
+	}
+	last := now.Add(-time.Second)
+	// mean 1 s, σ floored at 200 ms, no pause: 2 s of silence is z = 5.
+	want := PhiNormal(2, 1, 0.2)
+	if got := d.Phi(last.Add(2 * time.Second)); math.Abs(got-want) > 1e-9 {
+		t.Errorf("phi 2 s after the last heartbeat with no pause = %v, want %v", got, want)
+	}
+	if after := d.SuspectAfter(ZForPhi(8)); after > 2300*time.Millisecond {
+		t.Errorf("SuspectAfter(phi 8) = %v with no pause, want ≈ 2.12 s", after)
+	}
+}
+
 func TestConfigValidate(t *testing.T) {
-	if err := (Config{}).Validate(); err != nil {
+	if err := DefaultConfig().Validate(); err != nil {
 		t.Errorf("defaults invalid: %v", err)
 	}
+	with := func(f func(*Config)) Config { c := DefaultConfig(); f(&c); return c }
 	for _, c := range []Config{
-		{Window: 1}, {Window: MaxWindow + 1}, {MinStdDev: -1}, {AcceptablePause: -1},
-		{FirstInterval: -1}, {FirstInterval: time.Second, MaxInterval: time.Millisecond},
+		{}, with(func(c *Config) { c.Window = 1 }), with(func(c *Config) { c.Window = MaxWindow + 1 }),
+		with(func(c *Config) { c.MinStdDev = 0 }), with(func(c *Config) { c.MinStdDev = -1 }),
+		with(func(c *Config) { c.AcceptablePause = -1 }), with(func(c *Config) { c.FirstInterval = 0 }),
+		with(func(c *Config) { c.FirstInterval = time.Second; c.MaxInterval = time.Millisecond }),
 	} {
 		if err := c.Validate(); err == nil {
 			t.Errorf("Validate(%+v) = nil, want an error", c)
@@ -183,7 +269,7 @@ func TestConfigValidate(t *testing.T) {
 }
 
 func BenchmarkHeartbeat(b *testing.B) {
-	d := New(Config{FirstInterval: time.Second})
+	d := New(second())
 	now := t0
 	b.ReportAllocs()
 	for b.Loop() {
@@ -193,7 +279,7 @@ func BenchmarkHeartbeat(b *testing.B) {
 }
 
 func BenchmarkPhi(b *testing.B) {
-	d := New(Config{FirstInterval: time.Second})
+	d := New(second())
 	now := t0
 	for i := 0; i < 100; i++ {
 		now = now.Add(time.Second)
@@ -220,7 +306,7 @@ func TestZForPhiInvertsPhi(t *testing.T) {
 			t.Errorf("PhiNormal(ZForPhi(%v)) = %v", p, got)
 		}
 	}
-	d := New(Config{FirstInterval: time.Second})
+	d := New(second())
 	now := t0
 	for range 100 {
 		d.Heartbeat(now)
@@ -234,4 +320,10 @@ func TestZForPhiInvertsPhi(t *testing.T) {
 	if p := d.Phi(last.Add(after + time.Millisecond)); p < 8 {
 		t.Errorf("phi just after SuspectAfter = %v", p)
 	}
+}
+
+func second() Config {
+	c := DefaultConfig()
+	c.FirstInterval = time.Second
+	return c
 }

@@ -85,6 +85,13 @@ type ControlPlane struct {
 	stopOnce sync.Once
 	stopErr  error
 	unwatch  func()
+
+	// kube-apiserver restarts (restart.go).
+	apiMu        sync.Mutex
+	apiArgs      []string       // command line while stopped
+	apiserver    *apiserverProc // started again by StartAPIServer
+	output       io.Writer
+	startTimeout time.Duration
 }
 
 // Start brings up etcd and kube-apiserver (and kube-controller-manager when
@@ -113,7 +120,7 @@ func Start(ctx context.Context, opts Options) (_ *ControlPlane, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating control plane dir: %w", err)
 	}
-	cp := &ControlPlane{Dir: dir}
+	cp := &ControlPlane{Dir: dir, output: opts.Output, startTimeout: opts.StartTimeout}
 	defer func() {
 		if err != nil {
 			_ = cp.Stop()
@@ -252,6 +259,7 @@ func (cp *ControlPlane) Stop() error {
 				<-cp.kcmDone
 			}
 		}
+		cp.stopRestartedAPIServer()
 		if cp.env != nil {
 			if err := cp.env.Stop(); err != nil {
 				errs = append(errs, fmt.Errorf("stopping etcd and kube-apiserver: %w", err))

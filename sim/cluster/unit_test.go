@@ -220,3 +220,22 @@ func TestInterruptedReportSaysSo(t *testing.T) {
 		t.Errorf("interrupted report lacks %q:\n%s", want, cut.String())
 	}
 }
+
+// The p99 of 200 replaced samples is the 198th smallest, not the largest;
+// other kinds and copies do not count, and one unreplaced sample marks it a
+// lower bound.
+func TestP99NearestRank(t *testing.T) {
+	var r Result
+	for i := 200; i >= 1; i-- {
+		r.Samples = append(r.Samples, Sample{Kind: "loss", Copy: Roam, Seconds: float64(i), Replaced: true})
+	}
+	r.Samples = append(r.Samples, Sample{Kind: "loss", Copy: Stock, Seconds: 1000, Replaced: true},
+		Sample{Kind: "context", Copy: Roam, Seconds: 1000, Replaced: true})
+	if f := r.P99("loss", Roam); f.Seconds != 198 || f.N != 200 || f.Lower {
+		t.Errorf("p99 = %+v, want 198 s over 200 samples", f)
+	}
+	r.Samples[0].Replaced = false
+	if f := r.P99("loss", Roam); !f.Lower || f.Pending != 1 {
+		t.Errorf("with one sample not replaced: %+v, want a lower bound", f)
+	}
+}

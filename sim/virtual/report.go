@@ -28,9 +28,12 @@ func (r *Result) WriteMarkdown(w io.Writer) error {
 	row("links", "`"+network.FormatLinks(c.Network.Links)+"`")
 	row("dropouts", fmt.Sprintf("%g per robot-hour, log-normal median %s, at least %s", c.Network.DropoutsPerHour, c.Network.DropoutMedian, c.Network.DropoutMin))
 	row("deaths", fmt.Sprintf("%g per robot-day, repaired after %s", c.Network.DeathsPerDay, c.Network.RepairTime))
-	p := c.Phi.WithDefaults()
-	row("roam phi", fmt.Sprintf("threshold %g, window %d, min σ %s, acceptable pause %s, first interval %s, max interval %s, tick %s",
-		c.Threshold, p.Window, p.MinStdDev, p.AcceptablePause, p.FirstInterval, p.MaxInterval, c.Tick))
+	d, p := c.Detector, c.Detector.Phi
+	row("roam-detector (detector.Core)", fmt.Sprintf("threshold %g, window %d, min σ %s, acceptable pause %s, first interval %s, tick %s, "+
+		"eviction confirmation %s, recovery after %d heartbeats, warm-up %s",
+		d.Threshold, p.Window, p.MinStdDev, p.AcceptablePause, p.FirstInterval, c.Tick, d.EvictionConfirm, d.RecoverHeartbeats, d.Warmup))
+	row("not modelled", "the partition brake, the eviction delay that waits for it and the evictor's rate limit act across the fleet; "+
+		"each robot runs in its own Core here, and the network model's outages are independent")
 	row("stock Kubernetes", fmt.Sprintf("node-monitor-grace-period %s, node-monitor-period %s", c.StockGrace, c.StockPeriod))
 	row("heartbeats delivered", r.Heartbeats)
 	row("outages ≥ "+c.MinLoss.String(), r.LongOutages)
@@ -42,18 +45,19 @@ func (r *Result) WriteMarkdown(w io.Writer) error {
 	for _, s := range []*Score{&r.Roam, &r.Pekko, &r.Rival, &r.Stock} {
 		r.scoreRow(&b, s)
 	}
-	fmt.Fprintf(&b, "\n## Threshold sweep (roam's detector)\n\n")
-	fmt.Fprintf(&b, "| detector | detection p50 | detection p99 | missed | shorter outages caught | false suspicions | per 1000 robot-hours |\n|---|---|---|---|---|---|---|\n")
-	for i := range r.Sweep {
-		r.scoreRow(&b, &r.Sweep[i])
-	}
-	if len(r.Evictions) > 0 {
-		fmt.Fprintf(&b, "\n## Evictions (roam's detector, a robot lost alone)\n\n")
-		fmt.Fprintf(&b, "A suspicion taints the robot; its pods are evicted once it has stayed silent for the confirmation past the suspicion, so a suspicion that ends sooner costs no eviction. Detection here is last heartbeat → eviction; false suspicions are false evictions.\n\n")
-		fmt.Fprintf(&b, "| detector | detection p50 | detection p99 | missed | shorter outages caught | false evictions | per 1000 robot-hours |\n|---|---|---|---|---|---|---|\n")
-		for i := range r.Evictions {
-			r.scoreRow(&b, &r.Evictions[i])
+	if len(r.Sweep) > 0 {
+		fmt.Fprintf(&b, "\n## Threshold sweep (roam's detector)\n\n")
+		fmt.Fprintf(&b, "| detector | detection p50 | detection p99 | missed | shorter outages caught | false suspicions | per 1000 robot-hours |\n|---|---|---|---|---|---|---|\n")
+		for i := range r.Sweep {
+			r.scoreRow(&b, &r.Sweep[i])
 		}
+	}
+	fmt.Fprintf(&b, "\n## Evictions (roam's detector, a robot lost alone)\n\n")
+	fmt.Fprintf(&b, "A suspicion taints the robot; its pods are evicted once it has stayed silent for the confirmation past the suspicion (or past being found silent again after heartbeats too few to recover it), so a suspicion that ends sooner costs no eviction. Detection here is last heartbeat → eviction; false suspicions are false evictions.\n\n")
+	fmt.Fprintf(&b, "| detector | detection p50 | detection p99 | missed | shorter outages caught | false evictions | per 1000 robot-hours |\n|---|---|---|---|---|---|---|\n")
+	r.scoreRow(&b, &r.Evicted)
+	for i := range r.Evictions {
+		r.scoreRow(&b, &r.Evictions[i])
 	}
 	fmt.Fprintf(&b, "\n## By link class (roam's detector)\n\n")
 	fmt.Fprintf(&b, "| link | robots | detection p50 | detection p99 | false suspicions | per 1000 robot-hours of the class | live silences > 2 s | > 3 s | > 4 s | > 5 s |\n|---|---|---|---|---|---|---|---|---|---|\n")
@@ -93,6 +97,7 @@ func (r *Result) WriteMarkdown(w io.Writer) error {
 	fmt.Fprintf(&b, "\n## Headline\n\n```\n")
 	fmt.Fprintf(&b, "detection p99: %.2f s\n", r.Roam.Percentile(99).Seconds())
 	fmt.Fprintf(&b, "false suspicions per 1000 robot-hours: %.3f\n", r.Roam.FalsePer1000h(r.RobotHours))
+	fmt.Fprintf(&b, "false evictions per 1000 robot-hours: %.3f\n", r.Evicted.FalsePer1000h(r.RobotHours))
 	fmt.Fprintf(&b, "fixed-timeout rival detection p99: %.2f s\n", r.Rival.Percentile(99).Seconds())
 	fmt.Fprintf(&b, "```\n")
 	_, err := io.WriteString(w, b.String())

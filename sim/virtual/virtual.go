@@ -1,14 +1,22 @@
 // Package virtual runs the fleet simulator in virtual time: every robot's
-// heartbeat trace from the network model is fed to roam's phi accrual
-// detector (detector/phi) and, on the very same trace, to its rivals —
-// stock Kubernetes' fixed 50 s node-monitor grace period, Pekko's default
-// phi detector, and the single fixed timeout that is as careful as roam
-// (same false-suspicion rate). Detectors are scored against the model's
-// ground truth: a suspicion while the robot is connected is false; an
-// outage is detected when suspicion comes before the robot is back.
+// heartbeat trace from the network model is fed to roam-detector's own
+// decision logic (detector.Core, the code that ships, ticked on the virtual
+// clock) and, on the very same trace, to its rivals — stock Kubernetes'
+// fixed 50 s node-monitor grace period, Pekko's default phi detector, and
+// the single fixed timeout that is as careful as roam (same false-suspicion
+// rate). Detectors are scored against the model's ground truth: a suspicion
+// (or an eviction) while the robot is connected is false; an outage is
+// detected when suspicion comes before the robot is back.
 //
-// Nothing here sleeps or reads a clock: 10,000 robots × 24 h run in well
-// under a minute, and the same seed always gives the same report.
+// Each robot runs in its own Core, so what acts across the fleet — the
+// partition brake, the eviction delay that waits for it, the evictor's rate
+// limit — is not modelled here (the network model's outages are
+// independent, so it would rarely act); the report says so.
+//
+// Nothing here sleeps or reads a clock, and a robot's Core is ticked only
+// at the ticks where it can change anything (detector.Core.NextTick), so
+// 10,000 robots × 24 h run in about a minute, and the same seed always
+// gives the same report.
 package virtual
 
 import (
@@ -19,6 +27,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/roam-dev/roam/detector"
 	"github.com/roam-dev/roam/detector/phi"
 	"github.com/roam-dev/roam/sim/network"
 )
@@ -29,19 +38,21 @@ type Config struct {
 	Duration time.Duration
 	Seed     uint64
 	Network  network.Model
-	// Phi is roam's detector configuration; Threshold its suspicion level.
-	Phi       phi.Config
-	Threshold float64
-	// Tick is how often roam-detector evaluates phi (a suspicion happens at
-	// the first tick at which phi ≥ threshold).
+	// Detector is roam-detector's configuration (its defaults with the
+	// prior of a 4 s Lease). Its Threshold and EvictionConfirm give the
+	// headline figures.
+	Detector detector.CoreConfig
+	// Tick is how often roam-detector evaluates its nodes (a suspicion
+	// happens at the first tick at which phi ≥ threshold).
 	Tick time.Duration
 	// Sweep lists further thresholds to report (detection vs false
-	// suspicions); the run is the same, only the threshold differs.
+	// suspicions); each runs its own Core on the same trace.
 	Sweep []float64
-	// EvictAfter lists eviction confirmations to report: roam-detector
-	// evicts a lone robot's pods once it has stayed silent this long past
-	// its suspicion (--eviction-confirm), so a false suspicion that ends
-	// sooner costs a taint but no eviction. Multiples of Tick.
+	// EvictAfter lists further eviction confirmations to report:
+	// roam-detector evicts a lone robot's pods once it has stayed silent
+	// this long past its suspicion (--eviction-confirm), so a false
+	// suspicion that ends sooner costs a taint but no eviction. Each runs
+	// its own Core on the same trace.
 	EvictAfter []time.Duration
 	// StockGrace and StockPeriod model kube-controller-manager's node
 	// lifecycle controller (--node-monitor-grace-period 50 s, checked every
@@ -61,8 +72,9 @@ type Config struct {
 
 // PekkoConfig is Pekko's PhiAccrualFailureDetector default configuration
 // (threshold 8, max-sample-size 1000, min-std-deviation 100 ms,
-// acceptable-heartbeat-pause 3 s, heartbeat-interval 1 s); Pekko records
-// every interval, however long.
+// acceptable-heartbeat-pause 3 s, heartbeat-interval 1 s). Pekko records an
+// interval however long it is, but only when it arrives while phi is below
+// the threshold (see pekkoHeartbeat).
 func PekkoConfig() (phi.Config, float64) {
 	return phi.Config{
 		Window:          1000,
@@ -73,18 +85,25 @@ func PekkoConfig() (phi.Config, float64) {
 	}, 8
 }
 
-// DefaultConfig is the run `roam-sim --mode virtual` does by default.
+// LeaseDetector is roam-detector's default configuration for robots whose
+// Lease lasts leaseSeconds (they renew every quarter of it).
+func LeaseDetector(leaseSeconds int32) detector.CoreConfig {
+	c := detector.DefaultCoreConfig()
+	c.Phi.FirstInterval = phi.FirstIntervalForLease(leaseSeconds)
+	return c
+}
+
+// DefaultConfig is the run `roam-sim --mode virtual` does by default. The
+// threshold sweep and the eviction table each run one more Core per entry,
+// so they are short by default; --sweep and --evict-after extend them.
 func DefaultConfig() Config {
 	return Config{
 		Robots:      10000,
 		Duration:    24 * time.Hour,
 		Seed:        1,
 		Network:     network.DefaultModel(),
-		Phi:         phi.Config{FirstInterval: phi.FirstIntervalForLease(4)},
-		Threshold:   8,
+		Detector:    LeaseDetector(4),
 		Tick:        200 * time.Millisecond,
-		Sweep:       []float64{1, 2, 3, 4, 5, 6, 8, 10, 12, 16},
-		EvictAfter:  []time.Duration{0, 400 * time.Millisecond, 600 * time.Millisecond, 800 * time.Millisecond, time.Second},
 		StockGrace:  50 * time.Second,
 		StockPeriod: 5 * time.Second,
 		MinLoss:     60 * time.Second,
@@ -100,8 +119,6 @@ func (c Config) Validate() error {
 		return fmt.Errorf("robots must be > 0, got %d", c.Robots)
 	case c.Duration <= 0:
 		return fmt.Errorf("duration must be > 0, got %s", c.Duration)
-	case c.Threshold <= 0:
-		return fmt.Errorf("phi threshold must be > 0, got %g", c.Threshold)
 	case c.Tick <= 0 || c.StockPeriod <= 0 || c.StockGrace <= 0:
 		return fmt.Errorf("tick, stock grace and stock period must be > 0")
 	case c.GoalFalsePer1000h < 0:
@@ -117,7 +134,7 @@ func (c Config) Validate() error {
 			return fmt.Errorf("eviction confirmation must be ≥ 0, got %s", d)
 		}
 	}
-	if err := c.Phi.Validate(); err != nil {
+	if err := c.Detector.Validate(); err != nil {
 		return err
 	}
 	return c.Network.Validate()
@@ -167,9 +184,11 @@ type Result struct {
 	RivalTimeout time.Duration
 	// Sweep holds roam's detector at each Config.Sweep threshold.
 	Sweep []Score
-	// Evictions holds roam's evictions (at Config.Threshold) after each
-	// Config.EvictAfter confirmation: detection is suspicion → eviction,
-	// false suspicions are false evictions.
+	// Evicted is roam's evictions at its configuration (Detector): detection
+	// is last heartbeat → eviction, false suspicions are false evictions.
+	Evicted Score
+	// Evictions holds roam's evictions after each Config.EvictAfter
+	// confirmation, scored as Evicted.
 	Evictions []Score
 	// Classes breaks roam's score down by link class, in Network.Links order.
 	Classes []ClassResult
@@ -251,7 +270,7 @@ func Run(cfg Config) (*Result, error) {
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	thresholds := append([]float64{cfg.Threshold}, cfg.Sweep...)
+	thresholds := append([]float64{cfg.Detector.Threshold}, cfg.Sweep...)
 	parts := make([]*tally, workers)
 	var wg sync.WaitGroup
 	for w := range workers {
@@ -260,7 +279,7 @@ func Run(cfg Config) (*Result, error) {
 		go func(t *tally) {
 			defer wg.Done()
 			for i := w; i < cfg.Robots; i += workers {
-				simulateRobot(&cfg, thresholds, i, t)
+				simulateRobot(&cfg, i, t)
 			}
 		}(parts[w])
 	}
@@ -279,17 +298,19 @@ func Run(cfg Config) (*Result, error) {
 		Stock:        total.stock.finish("stock Kubernetes (fixed 50 s grace, 5 s period)"),
 		Pekko:        total.pekko.finish("Pekko defaults (phi 8, pause 3 s, min σ 100 ms)"),
 	}
-	res.Roam = total.phi[0].finish(fmt.Sprintf("roam (phi %g)", cfg.Threshold))
+	thr := cfg.Detector.Threshold
+	res.Roam = total.phi[0].finish(fmt.Sprintf("roam (phi %g)", thr))
+	res.Evicted = total.evicted.finish(fmt.Sprintf("roam (phi %g, evict %s after suspicion)", thr, cfg.Detector.EvictionConfirm))
 	for i, th := range cfg.Sweep {
 		res.Sweep = append(res.Sweep, total.phi[i+1].finish(fmt.Sprintf("phi %g", th)))
 	}
 	for i, d := range cfg.EvictAfter {
-		res.Evictions = append(res.Evictions, total.evict[i].finish(fmt.Sprintf("phi %g, evict %s after suspicion", cfg.Threshold, d)))
+		res.Evictions = append(res.Evictions, total.evict[i].finish(fmt.Sprintf("phi %g, evict %s after suspicion", thr, d)))
 	}
 	res.RivalTimeout, res.Rival = total.rival(res.Roam.FalseSuspicions)
 	for i := range total.classes {
 		c := total.classes[i]
-		c.Roam = c.Roam.finish(fmt.Sprintf("roam (phi %g) on %s links", cfg.Threshold, c.Link))
+		c.Roam = c.Roam.finish(fmt.Sprintf("roam (phi %g) on %s links", thr, c.Link))
 		res.Classes = append(res.Classes, c)
 	}
 	res.Bound = hindsightBound(res.Classes, int(cfg.GoalFalsePer1000h*res.RobotHours/1000))
@@ -306,6 +327,7 @@ type tally struct {
 	phi          []Score
 	evict        []Score
 	pekko, stock Score
+	evicted      Score
 	// connected silences by length, and long outages' silences so far
 	// (last heartbeat → end of outage), for the rival timeout.
 	gaps                  []int64
@@ -329,6 +351,7 @@ func (t *tally) merge(o *tally) {
 		t.phi[i].add(&o.phi[i])
 	}
 	t.pekko.add(&o.pekko)
+	t.evicted.add(&o.evicted)
 	for i := range t.evict {
 		t.evict[i].add(&o.evict[i])
 	}
@@ -393,7 +416,7 @@ func (t *tally) rival(maxFalse int) (time.Duration, Score) {
 }
 
 // simulateRobot feeds robot i's trace to every detector and scores it.
-func simulateRobot(cfg *Config, thresholds []float64, i int, t *tally) {
+func simulateRobot(cfg *Config, i int, t *tally) {
 	robot := cfg.Network.NewRobot(cfg.Seed, i, cfg.Duration)
 	class := &t.classes[slices.IndexFunc(cfg.Network.Links, func(l network.Link) bool { return l.Name == robot.Link.Name })]
 	class.Robots++
@@ -409,20 +432,36 @@ func simulateRobot(cfg *Config, thresholds []float64, i int, t *tally) {
 	}()
 	pekkoCfg, pekkoThreshold := PekkoConfig()
 	r := robotRun{
-		cfg: cfg, thresholds: thresholds, t: t, class: class, outages: robot.Outages(),
-		epoch: time.Unix(0, 0), roam: phi.New(cfg.Phi), pekko: phi.New(pekkoCfg), pekkoThreshold: pekkoThreshold,
-		scores: make([]*Score, 0, len(thresholds)+2),
+		cfg: cfg, t: t, class: class, outages: robot.Outages(), epoch: time.Unix(0, 0),
+		pekko: phi.New(pekkoCfg), pekkoPause: pekkoCfg.AcceptablePause, pekkoY: pekkoQuantile(pekkoThreshold),
 	}
-	for k := range thresholds {
+	// Scores: roam at each threshold, Pekko, stock, roam's evictions, then
+	// each further confirmation's.
+	for k := range t.phi {
 		r.scores = append(r.scores, &t.phi[k])
 	}
-	r.scores = append(r.scores, &t.pekko, &t.stock)
+	r.pekkoScore = len(r.scores)
+	r.scores = append(r.scores, &t.pekko)
+	r.stockScore = len(r.scores)
+	r.scores = append(r.scores, &t.stock, &t.evicted)
 	for k := range t.evict {
 		r.scores = append(r.scores, &t.evict[k])
 	}
-	r.roamPause, r.roamZ = cfg.Phi.WithDefaults().AcceptablePause, quantile(slices.Min(thresholds))
-	r.pekkoPause, r.pekkoZ = pekkoCfg.AcceptablePause, quantile(pekkoThreshold)
 	r.open = make([]verdict, len(r.scores))
+	// roam's Cores: the configured one (suspicions and evictions), one per
+	// further threshold (suspicions), one per further confirmation
+	// (evictions).
+	r.addCore(cfg.Detector, 0, r.stockScore+1)
+	for k, th := range cfg.Sweep {
+		c := cfg.Detector
+		c.Threshold = th
+		r.addCore(c, 1+k, -1)
+	}
+	for k, d := range cfg.EvictAfter {
+		c := cfg.Detector
+		c.EvictionConfirm = d
+		r.addCore(c, -1, r.stockScore+2+k)
+	}
 	have := false
 	for {
 		at, ok := robot.Next()
@@ -433,8 +472,7 @@ func simulateRobot(cfg *Config, thresholds []float64, i int, t *tally) {
 		if have {
 			r.silence(at)
 		}
-		r.roam.Heartbeat(r.epoch.Add(at))
-		r.pekko.Heartbeat(r.epoch.Add(at))
+		r.heartbeat(at)
 		if !have {
 			r.first, r.seen = at, true
 		}
@@ -447,35 +485,151 @@ func simulateRobot(cfg *Config, thresholds []float64, i int, t *tally) {
 	r.closeOutagesBefore(cfg.Duration + 1)
 }
 
+// robotNode is the node name of a robot in its Cores.
+const robotNode = "robot"
+
+// coreRun is one detector.Core watching the robot, and which scores its
+// suspicions and evictions go to (-1: none).
+type coreRun struct {
+	coreDriver
+	suspect, evictees int
+}
+
+// coreDriver drives a detector.Core on the virtual clock: heartbeats as
+// they come, and the ticks (multiples of tick from epoch) at which the
+// Core can change anything. A heartbeat at a tick's instant comes before
+// that tick.
+type coreDriver struct {
+	core     *detector.Core
+	epoch    time.Time
+	tick     time.Duration
+	lastTick time.Duration // last tick done; -1 before the first
+}
+
+func newCoreDriver(cfg detector.CoreConfig, epoch time.Time, tick time.Duration) (coreDriver, error) {
+	c, err := detector.NewCore(cfg, epoch, nil)
+	return coreDriver{core: c, epoch: epoch, tick: tick, lastTick: -1}, err
+}
+
+// heartbeat delivers node's heartbeat at at (after every tick before at,
+// before every tick from at on: call until(at) first).
+func (d *coreDriver) heartbeat(node string, interval, at time.Duration) {
+	d.core.Heartbeat(node, interval, d.epoch.Add(at))
+	d.lastTick = max(d.lastTick, at-1) // the ticks before it are past
+}
+
+// until runs every tick before until at which the Core can change
+// anything, appending its intents to out.
+func (d *coreDriver) until(until time.Duration, out []detector.Intent) []detector.Intent {
+	for {
+		next := d.core.NextTick()
+		if next.IsZero() {
+			return out
+		}
+		t := ceilTo(max(d.lastTick+1, next.Sub(d.epoch), 0), d.tick)
+		if t >= until {
+			return out
+		}
+		out = d.core.Tick(d.epoch.Add(t), out)
+		d.lastTick = t
+	}
+}
+
 // robotRun is one robot's detectors and position in its trace.
 type robotRun struct {
-	cfg            *Config
-	thresholds     []float64
-	t              *tally
-	class          *ClassResult // the robot's link class in t
-	outages        []network.Outage
-	next           int // first outage not yet scored
-	epoch          time.Time
-	roam, pekko    *phi.Detector
-	pekkoThreshold float64
-	prev           time.Duration // last heartbeat
-	first          time.Duration // first heartbeat (valid when seen)
-	seen           bool
-	// Acceptable pauses and the normal quantiles of the lowest thresholds,
-	// for below.
-	roamPause, pekkoPause time.Duration
-	roamZ, pekkoZ         float64
-	// scores: roam at each threshold, then Pekko, then stock; open holds
-	// each one's verdict on outages[next] so far, and longest the longest
-	// silence overlapping it, so every outage is scored exactly once.
-	scores  []*Score
-	open    []verdict
-	longest time.Duration
+	cfg     *Config
+	t       *tally
+	class   *ClassResult // the robot's link class in t
+	outages []network.Outage
+	next    int // first outage not yet scored
+	epoch   time.Time
+	cores   []coreRun
+	intents []detector.Intent
+	pekko   *phi.Detector
+	prev    time.Duration // last heartbeat
+	first   time.Duration // first heartbeat (valid when seen)
+	seen    bool
+	// Pekko's acceptable pause and the standard score of its threshold
+	// under its logistic approximation.
+	pekkoPause time.Duration
+	pekkoY     float64
+	// pekkoAfter: the silence after which Pekko's phi reaches its
+	// threshold, as of the last heartbeat.
+	pekkoAfter time.Duration
+	// scores: see simulateRobot; open holds each one's verdict on
+	// outages[next] so far, and longest the longest silence overlapping
+	// it, so every outage is scored exactly once.
+	scores                 []*Score
+	pekkoScore, stockScore int
+	open                   []verdict
+	longest                time.Duration
 }
 
 type verdict struct {
 	detected bool
 	latency  time.Duration
+}
+
+// addCore starts a Core with cfg for the robot (warm-up counts from the
+// start of the run) whose suspicions go to score suspect and evictions to
+// score evictees.
+func (r *robotRun) addCore(cfg detector.CoreConfig, suspect, evictees int) {
+	d, err := newCoreDriver(cfg, r.epoch, r.cfg.Tick)
+	if err != nil {
+		panic(fmt.Sprintf("validated detector config rejected: %v", err)) // Config.Validate checked it
+	}
+	r.cores = append(r.cores, coreRun{coreDriver: d, suspect: suspect, evictees: evictees})
+}
+
+// heartbeat delivers a heartbeat at at to every detector.
+func (r *robotRun) heartbeat(at time.Duration) {
+	for i := range r.cores {
+		r.cores[i].heartbeat(robotNode, r.cfg.Detector.Phi.FirstInterval, at)
+	}
+	r.pekkoHeartbeat(at, r.epoch.Add(at))
+}
+
+// pekkoHeartbeat is Pekko's rule: the interval enters the window only if
+// it arrives while phi is below the threshold.
+func (r *robotRun) pekkoHeartbeat(at time.Duration, now time.Time) {
+	if r.seen && at-r.prev >= r.pekkoAfter {
+		r.pekko.Skip(now)
+	} else {
+		r.pekko.Heartbeat(now)
+	}
+	r.pekkoAfter = r.pekkoSuspectAfter()
+}
+
+// pekkoSuspectAfter is the silence after which Pekko's phi reaches its
+// threshold.
+func (r *robotRun) pekkoSuspectAfter() time.Duration {
+	return r.pekko.Mean() + r.pekkoPause + time.Duration(r.pekkoY*float64(r.pekko.StdDev()))
+}
+
+// PekkoPhi is Pekko's phi for a silence of elapsed under its logistic
+// approximation of the normal tail (PhiAccrualFailureDetector.phi).
+func PekkoPhi(elapsed, mean, sd float64) float64 {
+	y := (elapsed - mean) / sd
+	e := math.Exp(-y * (1.5976 + 0.070566*y*y))
+	if elapsed > mean {
+		return -math.Log10(e / (1 + e))
+	}
+	return -math.Log10(1 - 1/(1+e))
+}
+
+// pekkoQuantile is the standard score at which PekkoPhi reaches threshold
+// (it is monotone in the score), by bisection.
+func pekkoQuantile(threshold float64) float64 {
+	lo, hi := 0.0, 100.0
+	for range 200 {
+		mid := (lo + hi) / 2
+		if PekkoPhi(mid, 0, 1) >= threshold {
+			hi = mid
+		} else {
+			lo = mid
+		}
+	}
+	return hi
 }
 
 // silence judges every detector on the silence from the last heartbeat to at.
@@ -491,62 +645,54 @@ func (r *robotRun) silence(at time.Duration) {
 		r.t.gaps[bin]++
 		r.class.gaps[bin]++
 	}
-	// roam at every threshold: phi is monotone in the silence, so one
-	// evaluation at its end says which thresholds were crossed — and most
-	// silences are too short to reach even the lowest one, which the
-	// normal model's quantile tells without evaluating the tail.
-	end := 0.0
-	if !r.below(r.roam, r.roamPause, r.roamZ, at) {
-		end = r.roam.Phi(r.epoch.Add(at))
-	}
-	var suspected time.Duration // when roam (k = 0) suspected, if didSuspect
-	didSuspect := false
-	for k, th := range r.thresholds {
-		var when time.Duration
-		crossed := end >= th
-		if crossed {
-			when, crossed = suspectAt(r.roam, r.epoch, prev, at, th, cfg.Tick)
+	// roam: its Cores' ticks up to the next heartbeat. When an outage
+	// begins in this silence, a robot still suspected (or evicted) from
+	// before is caught at once.
+	for i := range r.cores {
+		c := &r.cores[i]
+		if out != nil && out.Start > prev {
+			r.intents = c.until(out.Start, r.intents[:0])
+			r.judgeIntents(c, out)
+			phase := c.core.Status(robotNode, r.epoch.Add(out.Start)).Phase
+			if c.suspect >= 0 && phase >= detector.PhaseSuspected && !r.open[c.suspect].detected {
+				r.open[c.suspect] = verdict{detected: true}
+			}
+			if c.evictees >= 0 && phase == detector.PhaseEvicted && !r.open[c.evictees].detected {
+				r.open[c.evictees] = verdict{detected: true}
+			}
 		}
-		r.judge(k, out, crossed, when)
-		if k == 0 && crossed {
-			suspected, didSuspect = when, true
+		r.intents = c.until(at, r.intents[:0])
+		r.judgeIntents(c, out)
+	}
+	// Pekko: checked every tick, like roam.
+	if after := r.pekkoAfter; at-prev > after {
+		if when := ceilTo(prev+after, cfg.Tick); when < at {
+			r.judge(r.pekkoScore, out, when)
 		}
 	}
-	// Evictions: the silence must last the confirmation past the suspicion.
-	for j, d := range cfg.EvictAfter {
-		evictAt := ceilTo(suspected+d, cfg.Tick)
-		r.judge(len(r.thresholds)+2+j, out, didSuspect && evictAt < at, evictAt)
-	}
-	var when time.Duration
-	crossed := !r.below(r.pekko, r.pekkoPause, r.pekkoZ, at) && r.pekko.Phi(r.epoch.Add(at)) >= r.pekkoThreshold
-	if crossed {
-		when, crossed = suspectAt(r.pekko, r.epoch, prev, at, r.pekkoThreshold, cfg.Tick)
-	}
-	r.judge(len(r.thresholds), out, crossed, when)
 	// stock: the first node-monitor period after the grace expires.
-	when = ceilTo(prev+cfg.StockGrace, cfg.StockPeriod)
-	r.judge(len(r.thresholds)+1, out, when < at, when)
+	if when := ceilTo(prev+cfg.StockGrace, cfg.StockPeriod); when < at {
+		r.judge(r.stockScore, out, when)
+	}
 }
 
-// quantile is the standard normal z at which phi reaches threshold:
-// P(Z > z) = 10^-threshold.
-func quantile(threshold float64) float64 {
-	return math.Sqrt2 * math.Erfcinv(2*math.Pow(10, -threshold))
+// judgeIntents scores c's suspicions and evictions in r.intents.
+func (r *robotRun) judgeIntents(c *coreRun, out *network.Outage) {
+	for _, in := range r.intents {
+		when := in.At.Sub(r.epoch)
+		switch {
+		case in.Kind == detector.IntentSuspect && c.suspect >= 0 && !in.Braked:
+			r.judge(c.suspect, out, when)
+		case in.Kind == detector.IntentEvict && c.evictees >= 0:
+			r.judge(c.evictees, out, when)
+		}
+	}
 }
 
-// below reports, without evaluating phi, that d's phi at time at is surely
-// below the threshold whose quantile is z: the silence is shorter than
-// mean + pause + z·σ of the normal model (less a millisecond for rounding).
-func (r *robotRun) below(d *phi.Detector, pause time.Duration, z float64, at time.Duration) bool {
-	floor := d.Mean() + pause + time.Duration(z*float64(d.StdDev())) - time.Millisecond
-	return at-r.prev < floor
-}
-
-// judge records detector k's suspicion (or not) at time when during the
-// silence after r.prev, which overlaps outage out (nil: connected).
-func (r *robotRun) judge(k int, out *network.Outage, crossed bool, when time.Duration) {
+// judge records detector k's suspicion (or eviction) at time when during
+// the silence after r.prev, which overlaps outage out (nil: connected).
+func (r *robotRun) judge(k int, out *network.Outage, when time.Duration) {
 	switch {
-	case !crossed:
 	case out == nil || when < out.Start:
 		r.scores[k].FalseSuspicions++
 		if out != nil && !r.open[k].detected {
@@ -594,22 +740,6 @@ func (r *robotRun) closeOutagesBefore(t time.Duration) {
 		r.longest = 0
 		r.next++
 	}
-}
-
-// suspectAt finds the first tick in (prev, next) at which d's phi reaches
-// threshold, by bisection on the silence (phi is monotone in it).
-func suspectAt(d *phi.Detector, epoch time.Time, prev, next time.Duration, threshold float64, tick time.Duration) (time.Duration, bool) {
-	lo, hi := prev, next // phi(lo) < threshold ≤ phi(hi)
-	for hi-lo > time.Millisecond {
-		mid := lo + (hi-lo)/2
-		if d.Phi(epoch.Add(mid)) >= threshold {
-			hi = mid
-		} else {
-			lo = mid
-		}
-	}
-	when := ceilTo(hi, tick)
-	return when, when < next
 }
 
 // ceilTo rounds t up to a multiple of step.

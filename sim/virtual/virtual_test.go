@@ -2,6 +2,8 @@ package virtual
 
 import (
 	"reflect"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -82,7 +84,9 @@ func TestPerfectLinkDeathsOnly(t *testing.T) {
 // A lossy, jittery fleet makes a lower threshold trade false suspicions for
 // speed: the sweep must be monotone both ways.
 func TestSweepTradesSpeedForFalseSuspicions(t *testing.T) {
-	res, err := Run(small())
+	cfg := small()
+	cfg.Sweep = []float64{1, 2, 4, 8, 12, 16}
+	res, err := Run(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +184,9 @@ func TestClassesAddUp(t *testing.T) {
 // A longer eviction confirmation evicts later and never more often falsely;
 // without one, evictions are exactly roam's suspicions.
 func TestEvictionConfirmationTrade(t *testing.T) {
-	res, err := Run(small())
+	cfg := small()
+	cfg.EvictAfter = []time.Duration{0, 400 * time.Millisecond, 800 * time.Millisecond, time.Second}
+	res, err := Run(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,9 +204,56 @@ func TestEvictionConfirmationTrade(t *testing.T) {
 				lo.Name, lo.FalseSuspicions, lo.Percentile(99))
 		}
 	}
+	// The headline's evictions are the configured confirmation's (800 ms).
+	if e, c := res.Evicted, res.Evictions[2]; e.FalseSuspicions != c.FalseSuspicions || e.Percentile(99) != c.Percentile(99) {
+		t.Errorf("headline evictions (%d false, p99 %v) differ from the 800 ms row (%d, %v)", e.FalseSuspicions, e.Percentile(99), c.FalseSuspicions, c.Percentile(99))
+	}
 	last := res.Evictions[len(res.Evictions)-1]
 	if last.FalseSuspicions >= res.Roam.FalseSuspicions {
 		t.Errorf("a %s confirmation filtered no false suspicion (%d of %d)", res.Config.EvictAfter[len(res.Evictions)-1],
 			last.FalseSuspicions, res.Roam.FalseSuspicions)
+	}
+}
+
+// p99 of 200 latencies is the 198th smallest, not the largest: the two
+// slowest detections are beyond it.
+func TestPercentileIsNotTheMaximum(t *testing.T) {
+	var s Score
+	for i := 200; i >= 1; i-- {
+		s.Detections = append(s.Detections, time.Duration(i)*time.Millisecond)
+	}
+	s = s.finish("x")
+	if got := s.Percentile(99); got != 198*time.Millisecond {
+		t.Errorf("p99 of 1..200 ms = %v, want 198 ms", got)
+	}
+	if got := s.Percentile(50); got != 100*time.Millisecond {
+		t.Errorf("p50 of 1..200 ms = %v, want 100 ms", got)
+	}
+}
+
+// The report ends with the headline lines in their fixed form, false
+// evictions included, and says what it does not model.
+func TestReportHeadline(t *testing.T) {
+	cfg := small()
+	cfg.Robots, cfg.Duration = 20, time.Hour
+	res, err := Run(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	if err := res.WriteMarkdown(&b); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, re := range []string{
+		`(?m)^detection p99: \d+\.\d\d s$`,
+		`(?m)^false suspicions per 1000 robot-hours: \d+\.\d{3}$`,
+		`(?m)^false evictions per 1000 robot-hours: \d+\.\d{3}$`,
+		`(?m)^fixed-timeout rival detection p99: \d+\.\d\d s$`,
+		`partition brake`,
+	} {
+		if !regexp.MustCompile(re).MatchString(out) {
+			t.Errorf("report lacks %s:\n%s", re, out)
+		}
 	}
 }

@@ -73,7 +73,7 @@ func run(n int, window, settle, tick time.Duration) error {
 	clk := clock.RealClock{}
 	// Defaults everywhere except a shorter warm-up, so the measured window
 	// sees the steady state sooner.
-	core, err := detector.NewCore(detector.CoreConfig{Warmup: 2 * time.Second}, clk.Now(), metrics)
+	core, err := detector.NewCore(benchCoreConfig(), clk.Now(), metrics)
 	if err != nil {
 		return err
 	}
@@ -209,4 +209,11 @@ func counterValue(reg *prometheus.Registry, name string) float64 {
 		}
 	}
 	return 0
+}
+
+// benchCoreConfig is the default configuration with a short warm-up.
+func benchCoreConfig() detector.CoreConfig {
+	c := detector.DefaultCoreConfig()
+	c.Warmup = 2 * time.Second
+	return c
 }
