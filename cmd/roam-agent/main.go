@@ -21,6 +21,7 @@ import (
 	"github.com/roam-dev/roam/agent/daemon"
 	"github.com/roam-dev/roam/agent/publish"
 	"github.com/roam-dev/roam/agent/sense"
+	"github.com/roam-dev/roam/internal/version"
 )
 
 type options struct {
@@ -60,6 +61,10 @@ func parseFlags(fs *flag.FlagSet, args []string) (*options, error) {
 }
 
 func main() {
+	if version.Requested(os.Args[1:]) {
+		version.Print(os.Stdout, "roam-agent")
+		return
+	}
 	o, err := parseFlags(flag.NewFlagSet(os.Args[0], flag.ContinueOnError), os.Args[1:])
 	if err != nil {
 		if err == flag.ErrHelp {

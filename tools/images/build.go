@@ -43,7 +43,6 @@ const (
 	LabelVersion  = "org.opencontainers.image.version"
 	LabelRevision = "org.opencontainers.image.revision"
 	LabelTitle    = "org.opencontainers.image.title"
-	LabelLicenses = "org.opencontainers.image.licenses"
 )
 
 // BuildOptions say what `build` makes.
@@ -244,10 +243,9 @@ func (o *BuildOptions) compile(ctx context.Context, p v1.Platform, dir string) e
 // labels are the OCI labels of c's image config.
 func (o *BuildOptions) labels(c string) map[string]string {
 	l := map[string]string{
-		LabelSource:   o.Source,
-		LabelVersion:  o.Version,
-		LabelTitle:    c,
-		LabelLicenses: "Apache-2.0",
+		LabelSource:  o.Source,
+		LabelVersion: o.Version,
+		LabelTitle:   c,
 	}
 	if o.Revision != "" {
 		l[LabelRevision] = o.Revision
