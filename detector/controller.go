@@ -131,15 +131,27 @@ func NewController(client kubernetes.Interface, factory, leaseFactory informers.
 	c.actuator = NewActuator(client, factory.Core().V1().Nodes().Lister(), c.podInf.GetIndexer(), opts.Policies, opts.Recorder, opts.Evictor, opts.Clock)
 
 	// A failed watch or list of the heartbeats means the detector, not the
-	// robots, may be cut off: the Core judges nothing until it has seen
-	// heartbeats again for a warm-up period.
+	// robots, may be cut off: the Core judges nothing until the stream
+	// delivers objects again, and for a warm-up period after that.
 	for _, inf := range []cache.SharedIndexInformer{c.leaseInf, c.nodeInf} {
 		if err := inf.SetWatchErrorHandlerWithContext(func(ctx context.Context, r *cache.Reflector, err error) {
 			cache.DefaultWatchErrorHandler(ctx, r, err)
-			klog.FromContext(ctx).Info("Heartbeat source interrupted: judging no robot until it has been back for the warm-up", "err", err)
+			klog.FromContext(ctx).Info("Heartbeat source interrupted: judging no robot until it is back and a warm-up has passed", "err", err)
 			c.core.SourceInterrupted(c.clock.Now())
 		}); err != nil {
 			return nil, fmt.Errorf("watch error handler: %w", err)
+		}
+	}
+	// Any object delivered after an interruption shows the stream flows
+	// again (a relist); the heartbeats it carries are judged after the
+	// warm-up.
+	resumed := cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(interface{}) { c.core.SourceResumed(c.clock.Now()) },
+		UpdateFunc: func(interface{}, interface{}) { c.core.SourceResumed(c.clock.Now()) },
+	}
+	for _, inf := range []cache.SharedIndexInformer{c.leaseInf, c.nodeInf} {
+		if _, err := inf.AddEventHandler(resumed); err != nil {
+			return nil, fmt.Errorf("source handler: %w", err)
 		}
 	}
 	if _, err := c.leaseInf.AddEventHandler(c.source.LeaseHandler()); err != nil {

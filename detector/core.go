@@ -304,7 +304,8 @@ type Core struct {
 	// in the last tick (it must be judged again at the next).
 	waiting bool
 	// quietUntil: nothing is suspected or evicted before it, because the
-	// heartbeat source was interrupted (see SourceInterrupted).
+	// heartbeat source was interrupted; never while it still is (see
+	// SourceInterrupted and SourceResumed).
 	quietUntil time.Duration
 
 	counts [3]int // by Phase.metricState: warmup, alive, suspected
@@ -356,14 +357,29 @@ func (c *Core) BeginWarmup(now time.Time) {
 }
 
 // SourceInterrupted records that the heartbeat source lost its stream
-// from the API server at now (a failed watch or list): while it is cut
-// off, every robot looks silent, so nothing is suspected or evicted until
-// the warm-up period has passed since the last interruption. Robots that
-// stay silent after that are judged as usual.
+// from the API server at now (a failed watch or list). While it is cut
+// off every robot looks silent, so nothing is suspected or evicted until
+// the stream flows again (SourceResumed) and the warm-up period has passed
+// after that. Robots that stay silent then are judged as usual.
 func (c *Core) SourceInterrupted(now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.quietUntil = max(c.quietUntil, c.mono(now)+c.cfg.Warmup)
+	c.quietUntil = never // until SourceResumed
+	for _, n := range c.nodes {
+		c.schedule(n)
+	}
+}
+
+// SourceResumed records that the heartbeat source delivered an object at
+// now: if it had been interrupted, the quiet period ends the warm-up
+// period after now. It does nothing while the source is flowing.
+func (c *Core) SourceResumed(now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.quietUntil != never {
+		return
+	}
+	c.quietUntil = c.mono(now) + c.cfg.Warmup
 	for _, n := range c.nodes {
 		c.schedule(n)
 	}

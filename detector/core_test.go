@@ -668,25 +668,29 @@ func TestSecondSilenceIsConfirmed(t *testing.T) {
 }
 
 // While the heartbeat source is cut off every robot looks silent: nothing
-// is suspected or evicted until it has been back for the warm-up, and a
-// robot still silent then is handled as usual.
+// is suspected or evicted until it delivers again and a warm-up has
+// passed, however long the outage and however far apart the failed
+// retries (the reflector backs off up to 30 s), and a robot still silent
+// then is handled as usual.
 func TestSourceInterruptionSuspectsNothing(t *testing.T) {
 	s := newSim(t, DefaultCoreConfig(), nil)
 	for i := range 4 {
 		s.add(fmt.Sprintf("r-%d", i), fmt.Sprintf("z-%d", i)) // one per zone: only the global brake could hold
 	}
 	s.run(time.Minute)
-	// The API server goes away for 8 s: no heartbeat reaches the detector,
-	// whose watch fails every second or so.
+	// The API server goes away for 45 s: no heartbeat reaches the
+	// detector, whose watch fails at once and whose retries fail at
+	// growing intervals, the last ones further apart than the warm-up.
 	for i := range 4 {
 		s.silence(fmt.Sprintf("r-%d", i))
 	}
 	var got []Intent
-	for range 8 {
+	for _, gap := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 15 * time.Second, 15 * time.Second} {
 		s.core.SourceInterrupted(s.now)
-		got = append(got, s.run(time.Second)...)
+		got = append(got, s.run(gap)...)
 	}
-	// It is back; r-3 was lost meanwhile.
+	// It is back (the relist delivers objects); r-3 was lost meanwhile.
+	s.core.SourceResumed(s.now)
 	for i := range 3 {
 		s.resume(fmt.Sprintf("r-%d", i))
 	}
@@ -701,7 +705,31 @@ func TestSourceInterruptionSuspectsNothing(t *testing.T) {
 	if !ok {
 		t.Fatalf("r-3, lost during the outage, never evicted: %+v", got)
 	}
-	if d := ev.At.Sub(back); d < DefaultWarmup-2*time.Second || d > DefaultWarmup+3*time.Second {
-		t.Errorf("r-3 evicted %v after the source came back, want about the %v warm-up after the last interruption", d, DefaultWarmup)
+	if d := ev.At.Sub(back); d < DefaultWarmup || d > DefaultWarmup+3*time.Second {
+		t.Errorf("r-3 evicted %v after the source came back, want about the %v warm-up after it", d, DefaultWarmup)
+	}
+}
+
+// SourceResumed while the source flows changes nothing: a silent robot is
+// suspected on time, not a warm-up later.
+func TestSourceResumedWhileFlowingChangesNothing(t *testing.T) {
+	s := newSim(t, DefaultCoreConfig(), nil)
+	for i := range 4 {
+		s.add(fmt.Sprintf("r-%d", i), fmt.Sprintf("z-%d", i))
+	}
+	s.run(time.Minute)
+	s.silence("r-0")
+	lost := s.now
+	var got []Intent
+	for range 10 {
+		s.core.SourceResumed(s.now)
+		got = append(got, s.run(time.Second)...)
+	}
+	sus, ok := first(got, IntentSuspect, "r-0")
+	if !ok {
+		t.Fatalf("r-0 never suspected: %+v", got)
+	}
+	if d := sus.At.Sub(lost); d > 5*time.Second {
+		t.Errorf("r-0 suspected %v after its last heartbeat, want the usual few seconds", d)
 	}
 }

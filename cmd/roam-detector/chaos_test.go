@@ -351,8 +351,9 @@ func TestAPIServerRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.silence(lost)
-	// The outage lasts several detection times (≈2.6 s each).
-	time.Sleep(8 * time.Second)
+	// The outage outlasts the warm-up (10 s) and several detection times
+	// (≈2.6 s each).
+	time.Sleep(15 * time.Second)
 	if err := cp.StartAPIServer(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -360,13 +361,15 @@ func TestAPIServerRestart(t *testing.T) {
 		return f.removed(ctx, lost)
 	})
 	f.checkNothingElseEvicted(ctx, t, lost)
-	if ok, _ := f.reachable(ctx, lost); !ok {
-		t.Error("a live robot is not RoamReachable=True after the restart")
-	}
-	// A live robot may have been suspected (tainted) in the moments after
-	// the API server went away and before the detector's watch failed;
-	// what must not happen is an eviction, checked above.
-	t.Logf("roam_suspicions_total = %s (the lost robot, and any live robot tainted before the watch failed)", d.metric(t, "roam_suspicions_total"))
+	waitUntil(ctx, t, "every live robot RoamReachable=True after the restart", 120*time.Second, func(ctx context.Context) (bool, error) {
+		return f.reachable(ctx, lost)
+	})
+	// Live robots may have been suspected (tainted) during the outage: a
+	// refused connection makes client-go's reflector retry the watch
+	// without reporting an error, so the detector cannot tell a stopped
+	// API server from silent robots; the partition brake holds the
+	// evictions. What must not happen is an eviction, checked above.
+	t.Logf("roam_suspicions_total = %s (the lost robot, and live robots suspected while the API server was down)", d.metric(t, "roam_suspicions_total"))
 	select {
 	case <-d.done:
 		t.Error("roam-detector exited during the API server's restart")
