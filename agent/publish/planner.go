@@ -4,6 +4,7 @@
 package publish
 
 import (
+	"maps"
 	"math"
 	"time"
 
@@ -109,7 +110,7 @@ func (p *Planner) urgentDiff() bool {
 	if d.Context != q.Context || d.Zone != q.Zone {
 		return true
 	}
-	if !mapsEqual(d.Labels, q.Labels) || !mapsEqual(d.Annotations, q.Annotations) {
+	if !maps.Equal(d.Labels, q.Labels) || !maps.Equal(d.Annotations, q.Annotations) {
 		return true
 	}
 	return (d.Location == nil) != (q.Location == nil) || (d.Battery == nil) != (q.Battery == nil)
@@ -160,10 +161,10 @@ func (p *Planner) Next(now time.Time) (due bool, at time.Time, kind Kind) {
 // Written records that s (a state previously observed, normally the
 // newest) was written at now.
 func (p *Planner) Written(s state.State, now time.Time) {
-	if !p.hasPublished || !locEqual(s.Location, p.published.Location) {
+	if !p.hasPublished || !ptrEqual(s.Location, p.published.Location) {
 		p.lastLocation = now
 	}
-	if !p.hasPublished || !batteryEqual(s.Battery, p.published.Battery) {
+	if !p.hasPublished || !ptrEqual(s.Battery, p.published.Battery) {
 		p.lastBattery = now
 	}
 	p.published, p.hasPublished = s, true
@@ -174,28 +175,10 @@ func (p *Planner) Written(s state.State, now time.Time) {
 	}
 }
 
-func locEqual(a, b *state.Location) bool {
+// ptrEqual: both nil, or both set to equal values.
+func ptrEqual[T comparable](a, b *T) bool {
 	if a == nil || b == nil {
 		return a == b
 	}
 	return *a == *b
-}
-
-func batteryEqual(a, b *float64) bool {
-	if a == nil || b == nil {
-		return a == b
-	}
-	return *a == *b
-}
-
-func mapsEqual(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
 }

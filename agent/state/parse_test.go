@@ -2,6 +2,7 @@ package state
 
 import (
 	"errors"
+	"maps"
 	"strings"
 	"testing"
 
@@ -41,11 +42,11 @@ annotations: {roam.dev/mission: "deliver, then dock"}
 			}
 			labels, annos := s.NodeLabels(), s.NodeAnnotations()
 			want := map[string]string{ContextLabel: "hospital", ZoneLabel: "site-a", "roam.dev/floor": "2"}
-			if !mapsEqual(labels, want) {
+			if !maps.Equal(labels, want) {
 				t.Errorf("labels = %v, want %v", labels, want)
 			}
 			wantA := map[string]string{LocationAnnotation: "12.5,-3", BatteryAnnotation: "87", "roam.dev/mission": "deliver, then dock"}
-			if !mapsEqual(annos, wantA) {
+			if !maps.Equal(annos, wantA) {
 				t.Errorf("annotations = %v, want %v", annos, wantA)
 			}
 		})

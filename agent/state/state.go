@@ -12,6 +12,7 @@ package state
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"strconv"
 )
@@ -130,7 +131,7 @@ func fieldErr(field, format string, args ...any) *FieldError {
 func (s State) Equal(o State) bool {
 	return s.Context == o.Context && s.Zone == o.Zone &&
 		ptrEqual(s.Location, o.Location) && ptrEqual(s.Battery, o.Battery) &&
-		mapsEqual(s.Labels, o.Labels) && mapsEqual(s.Annotations, o.Annotations)
+		maps.Equal(s.Labels, o.Labels) && maps.Equal(s.Annotations, o.Annotations)
 }
 
 func ptrEqual[T comparable](a, b *T) bool {
@@ -138,18 +139,6 @@ func ptrEqual[T comparable](a, b *T) bool {
 		return a == b
 	}
 	return *a == *b
-}
-
-func mapsEqual(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
 }
 
 // MarshalJSON encodes s as a state document that Parse accepts.
