@@ -4,10 +4,10 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"github.com/roam-dev/roam/internal/testutil"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -215,7 +215,7 @@ func TestFleetAndWhy(t *testing.T) {
 	}
 
 	// --watch redraws in place when a robot changes.
-	var buf syncBuffer
+	var buf testutil.SyncBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	go func() {
@@ -251,7 +251,7 @@ func TestKubectlPluginName(t *testing.T) {
 	}
 }
 
-func waitFor(t *testing.T, b *syncBuffer, want, what string) {
+func waitFor(t *testing.T, b *testutil.SyncBuffer, want, what string) {
 	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
 	for !strings.Contains(b.String(), want) {
@@ -260,22 +260,4 @@ func waitFor(t *testing.T, b *syncBuffer, want, what string) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for one writer and one reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -1,14 +1,13 @@
 package cluster
 
 import (
-	"bytes"
 	"context"
 	"fmt"
+	"github.com/roam-dev/roam/internal/testutil"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -62,7 +61,7 @@ func TestClusterSmoke(t *testing.T) {
 	cfg.RoamBinDir = binDir
 	cfg.OutDir = t.TempDir()
 	cfg.WithRepoPaths(root)
-	var status syncBuffer
+	var status testutil.SyncBuffer
 	cfg.Status = &status
 	_, ctx := ktesting.NewTestContext(t)
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
@@ -176,24 +175,6 @@ func listNodesWith(ctx context.Context, kubeconfig string) error {
 		time.Sleep(200 * time.Millisecond)
 	}
 	return fmt.Errorf("no node listed before the run ended (last error: %v)", last)
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func tail(s string, n int) string {
