@@ -242,16 +242,11 @@ func (a *Actuator) Choose(pod *corev1.Pod) EvictionChoice {
 	a.mu.Lock()
 	res := a.policies.ForPod(a.eval, pod)
 	a.mu.Unlock()
-	if len(res.Policies) == 0 {
-		return EvictionChoice{Why: "not governed by a policy"}
+	f := policies.OnNodeFailure(res)
+	if !f.Move {
+		return EvictionChoice{Why: f.Why}
 	}
-	force := false
-	for _, p := range res.Policies {
-		if p.OnNodeFailure == policies.Keep {
-			return EvictionChoice{Why: "policy " + p.Key() + " says onNodeFailure: keep"}
-		}
-		force = force || p.ForceDelete
-	}
+	force := f.Force
 	if pod.DeletionTimestamp != nil && !force {
 		return EvictionChoice{Why: "already terminating"}
 	}
