@@ -49,6 +49,8 @@ type Options struct {
 	// MetricsAddr serves /metrics and /healthz ("" disables it).
 	MetricsAddr string
 	Limits      publish.Limits
+	// Fence configures fencing; Fence.After 0 leaves the robot unfenced.
+	Fence FenceOptions
 }
 
 // Run runs the agent until ctx is done. It returns an error only when a
@@ -85,7 +87,21 @@ func Run(ctx context.Context, client kubernetes.Interface, opts Options) error {
 	pub := publish.New(applier, publish.Options{Limits: opts.Limits, OnWrite: func(k publish.Kind) {
 		m.Publishes.WithLabelValues(string(k)).Inc()
 	}})
-	sink := &sink{pub: pub, metrics: m, recorder: recorder, node: nodeRef, logger: logger}
+	// Fencing is set up before anything else: a lease that ran out while no
+	// agent ran is acted on first.
+	var fenced *fencing
+	fenceValue := ""
+	if opts.Fence.After > 0 {
+		fenced, err = setupFencing(ctx, client, opts.NodeName, opts.Fence, m, recorder, nodeRef)
+		if err != nil {
+			logger.Error(err, "This robot cannot be fenced: roam treats it as unfenced")
+			recorder.Event(nodeRef, corev1.EventTypeWarning, "Unfenced", "roam-agent cannot freeze this robot's pods: "+err.Error())
+		} else {
+			fenceValue = opts.Fence.After.String()
+			m.Fenceable.Set(1)
+		}
+	}
+	sink := &sink{pub: pub, metrics: m, recorder: recorder, node: nodeRef, logger: logger, fence: fenceValue}
 
 	var wg sync.WaitGroup
 	errc := make(chan error, 4)
@@ -104,6 +120,10 @@ func Run(ctx context.Context, client kubernetes.Interface, opts Options) error {
 		wg.Wait()
 	}()
 
+	if fenced != nil {
+		fenced.run(ctx, run)
+		pub.Update(withFence(state.State{}, fenceValue))
+	}
 	// The Node must exist (the kubelet registers it); the agent never
 	// creates it.
 	run("node", func(ctx context.Context) error {
@@ -174,11 +194,13 @@ type sink struct {
 	recorder record.EventRecorder
 	node     *corev1.ObjectReference
 	logger   klog.Logger
+	// fence is the roam.dev/fence value every write carries ("": none).
+	fence string
 }
 
 func (s *sink) State(src sense.Source, st state.State) {
 	s.logger.V(2).Info("State received", "source", src, "context", st.Context, "zone", st.Zone)
-	s.pub.Update(st)
+	s.pub.Update(withFence(st, s.fence))
 }
 
 func (s *sink) Invalid(src sense.Source, err error) {

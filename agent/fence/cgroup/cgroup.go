@@ -245,6 +245,35 @@ func SystemdPath(name []string) string {
 	return b.String()
 }
 
+// ParseRoot turns the kubelet's --cgroup-root into name components: "/"
+// is none, "/a/b" (cgroupfs driver) is [a b], and a systemd slice path
+// "/a.slice/a-b.slice" is [a b] (its last slice, split at "-", with "_"
+// standing for "-" as the kubelet escapes it).
+func ParseRoot(root string) ([]string, error) {
+	if root == "" || root == "/" {
+		return nil, nil
+	}
+	if !strings.HasPrefix(root, "/") {
+		return nil, fmt.Errorf("%q is not an absolute cgroup path", root)
+	}
+	if strings.HasSuffix(root, ".slice") {
+		base := strings.TrimSuffix(filepath.Base(root), ".slice")
+		parts := strings.Split(base, "-")
+		for i, p := range parts {
+			if p == "" {
+				return nil, fmt.Errorf("%q is not a systemd slice path", root)
+			}
+			parts[i] = strings.ReplaceAll(p, "_", "-")
+		}
+		if SystemdPath(parts) != filepath.Clean(root) {
+			return nil, fmt.Errorf("%q is not the systemd path of its own slice (want %s)", root, SystemdPath(parts))
+		}
+		return parts, nil
+	}
+	parts := strings.Split(strings.Trim(filepath.Clean(root), "/"), "/")
+	return parts, nil
+}
+
 // Find returns the pod's cgroup, or an *Error of kind NoCgroup.
 func (h Hierarchy) Find(uid string) (*Pod, error) {
 	if uid == "" {

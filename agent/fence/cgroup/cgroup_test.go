@@ -286,3 +286,23 @@ func TestCannotFence(t *testing.T) {
 		t.Errorf("Check on a read-only filesystem: %v, want kind NotWritable", err)
 	}
 }
+
+func TestParseRoot(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want []string
+		bad  bool
+	}{
+		{in: "/"}, {in: ""},
+		{in: "/robot/pods", want: []string{"robot", "pods"}},
+		{in: "/robot.slice/robot-pods.slice", want: []string{"robot", "pods"}},
+		{in: "/my_app.slice", want: []string{"my-app"}},
+		{in: "/a.slice/b.slice", bad: true},
+		{in: "robot", bad: true},
+	} {
+		got, err := cgroup.ParseRoot(tc.in)
+		if (err != nil) != tc.bad || !slices.Equal(got, tc.want) {
+			t.Errorf("ParseRoot(%q) = %q, %v", tc.in, got, err)
+		}
+	}
+}
