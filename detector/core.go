@@ -285,7 +285,7 @@ type nodeState struct {
 	flaps      int           // suspicions within FlapWindow of the previous one
 	lastSusp   time.Duration // previous suspicion; never: none
 	suspPhi    float64       // phi when suspected
-	fence nodeFence
+	fence      nodeFence
 	// next is the earliest instant at which judging the node can change
 	// anything, as long as no heartbeat arrives: the Tick skips it before.
 	next time.Duration
