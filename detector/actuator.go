@@ -236,13 +236,7 @@ func (a *Actuator) Choose(pod *corev1.Pod) EvictionChoice {
 	if why := evict.Unmovable(pod); why != "" {
 		return EvictionChoice{Why: why}
 	}
-	if a.policies == nil {
-		return EvictionChoice{Why: "no policies"}
-	}
-	a.mu.Lock()
-	res := a.policies.ForPod(a.eval, pod)
-	a.mu.Unlock()
-	f := policies.OnNodeFailure(res)
+	f := a.Failure(pod)
 	if !f.Move {
 		return EvictionChoice{Why: f.Why}
 	}
@@ -251,6 +245,17 @@ func (a *Actuator) Choose(pod *corev1.Pod) EvictionChoice {
 		return EvictionChoice{Why: "already terminating"}
 	}
 	return EvictionChoice{Evict: true, Force: force}
+}
+
+// Failure is what the policies governing pod say about it on node failure.
+func (a *Actuator) Failure(pod *corev1.Pod) policies.Failure {
+	if a.policies == nil {
+		return policies.Failure{Why: "no policies"}
+	}
+	a.mu.Lock()
+	res := a.policies.ForPod(a.eval, pod)
+	a.mu.Unlock()
+	return policies.OnNodeFailure(res)
 }
 
 // EvictPods hands the governed pods of the lost robot node to the evictor

@@ -134,6 +134,22 @@ func (c *Core) EvictionAborted(node string, now time.Time) {
 	c.schedule(n)
 }
 
+// EvictionDeferred takes node back from Evicted to Suspected: its fence
+// floor, which changed after the Core decided, has not passed yet.
+func (c *Core) EvictionDeferred(node string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	i, ok := c.index[node]
+	if !ok {
+		return
+	}
+	n := c.nodes[i]
+	if n.phase == PhaseEvicted {
+		c.setPhase(n, PhaseSuspected)
+	}
+	c.schedule(n)
+}
+
 // FenceFloor is the earliest time node's pods may be removed, and its mode.
 func (c *Core) FenceFloor(node string) (time.Time, FenceMode) {
 	c.mu.Lock()

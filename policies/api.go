@@ -38,6 +38,12 @@ const (
 	// which the agent freezes the robot's governed pods without an
 	// acknowledged heartbeat; absent, the robot is unfenced.
 	FenceAnnotation = "roam.dev/fence"
+	// FenceLeaseNamespace holds one fence Lease per fenced robot, named
+	// after its Node: roam-agent renews it, roam-detector watches it.
+	FenceLeaseNamespace = "roam-agent"
+	// FenceRevokedHolder is the holderIdentity roam-detector writes into a
+	// robot's fence Lease to revoke it before it removes the robot's pods.
+	FenceRevokedHolder = "roam-detector"
 	// UnreachableTaint is set by roam-detector on a suspected robot.
 	UnreachableTaint = "roam.dev/unreachable"
 	// DefaultGlobalNamespace holds policies that govern every namespace.

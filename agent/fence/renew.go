@@ -15,16 +15,17 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/roam-dev/roam/agent/fence/lease"
+	"github.com/roam-dev/roam/policies"
 )
 
 // Names of the fence Lease protocol, shared with roam-detector.
 const (
 	// DefaultLeaseNamespace holds one fence Lease per robot, named after
 	// its Node.
-	DefaultLeaseNamespace = "roam-agent"
+	DefaultLeaseNamespace = policies.FenceLeaseNamespace
 	// RevokedHolder is the holderIdentity roam-detector writes into a
 	// robot's fence Lease to revoke it before it removes the robot's pods.
-	RevokedHolder = "roam-detector"
+	RevokedHolder = policies.FenceRevokedHolder
 )
 
 // Renewer renews the robot's fence Lease: each renewal is a heartbeat, and
