@@ -112,6 +112,8 @@ type Fencer struct {
 
 	fenced bool
 	held   map[string]*held
+	// revocations is the number of the lease's revocations handled.
+	revocations uint64
 }
 
 // New returns a Fencer for the pods of this robot.
@@ -130,13 +132,18 @@ func (f *Fencer) Run(ctx context.Context) {
 		now := f.opts.Clock.Now()
 		var wake <-chan time.Time
 		var stop func() bool
-		if st.Expired(now) {
-			if !f.fenced {
+		revoked := st.Revocations > f.revocations
+		if st.Expired(now) || revoked {
+			if !f.fenced || revoked {
 				f.fenced = true
-				logger.Info("No acknowledged heartbeat: fencing", "lastAck", st.LastAck, "revoked", st.Revoked)
-				f.opts.Observer.Fenced(st.Revoked)
+				logger.Info("No acknowledged heartbeat: fencing", "lastAck", st.LastAck, "revoked", revoked)
+				f.opts.Observer.Fenced(revoked)
 			}
-			f.freeze(ctx, st.Revoked)
+			// A revocation is handled once every pod is frozen and marked
+			// to be killed, even if the lease is valid again already.
+			if f.freeze(ctx, revoked) {
+				f.revocations = st.Revocations
+			}
 			t := f.opts.Clock.NewTimer(f.opts.Poll)
 			wake, stop = t.C(), t.Stop
 		} else {
@@ -189,8 +196,10 @@ func (f *Fencer) adopt(ctx context.Context) {
 	f.opts.Observer.FrozenPods(len(f.held))
 }
 
-// freeze freezes every pod of the cache that may be frozen and is not yet.
-func (f *Fencer) freeze(ctx context.Context, revoked bool) {
+// freeze freezes every pod of the cache that may be frozen and is not yet,
+// and reports whether none failed.
+func (f *Fencer) freeze(ctx context.Context, revoked bool) bool {
+	ok := true
 	for _, p := range f.pods.Cached() {
 		if h, ok := f.held[p.UID]; ok {
 			h.revoked = h.revoked || revoked
@@ -208,12 +217,14 @@ func (f *Fencer) freeze(ctx context.Context, revoked bool) {
 		}
 		if err != nil {
 			f.opts.Observer.Failed(p, "freeze", err)
+			ok = false
 			continue
 		}
 		f.held[p.UID] = &held{pod: p, cg: cg, revoked: revoked}
 		f.opts.Observer.Frozen(p)
 	}
 	f.opts.Observer.FrozenPods(len(f.held))
+	return ok
 }
 
 // release decides, from a fresh read of the robot's pods, what happens to

@@ -253,3 +253,21 @@ func TestFencerAdoptsPodsAPreviousAgentLeftFrozen(t *testing.T) {
 		t.Errorf("events %v", rec.events)
 	}
 }
+
+// A revocation followed at once by a newer acknowledgement (the agent took
+// its Lease back before the fencer ran) is still handled: the pods are
+// frozen and killed, never left running.
+func TestFencerHandlesARevocationEndedAtOnce(t *testing.T) {
+	l, _ := lease.New(time.Hour, time.Now())
+	r := startRobot(t, cgroup.V2, l, time.Hour)
+	l.Revoke(time.Now())
+	l.Acked(time.Now().Add(time.Millisecond))
+	for _, name := range []string{"kept", "removed"} {
+		select {
+		case <-r.procs[name].Done():
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%s not killed after a revocation", name)
+		}
+	}
+	r.procs["optout"].WaitCounting(t)
+}

@@ -29,6 +29,9 @@ type Lease struct {
 	// not count.
 	revokedAt time.Time
 	revoked   bool
+	// revocations counts revocations, so that one the fencer has not
+	// handled yet is not lost when an acknowledgement follows quickly.
+	revocations uint64
 }
 
 // New returns a lease expiring fenceAfter after lastAck: the send time of
@@ -70,6 +73,7 @@ func (l *Lease) Revoke(now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.revoked, l.revokedAt = true, now
+	l.revocations++
 	l.notify()
 }
 
@@ -92,6 +96,10 @@ type State struct {
 	Deadline time.Time
 	// Revoked: the cluster revoked the lease after LastAck.
 	Revoked bool
+	// Revocations counts every revocation so far: the fencer must handle
+	// each (freeze, then kill rather than thaw), even one that a newer
+	// acknowledgement has already ended.
+	Revocations uint64
 }
 
 // Expired reports whether the robot must be fenced at now.
@@ -101,5 +109,5 @@ func (s State) Expired(now time.Time) bool { return s.Revoked || !now.Before(s.D
 func (l *Lease) State() State {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return State{LastAck: l.lastAck, Deadline: l.lastAck.Add(l.fenceAfter), Revoked: l.revoked}
+	return State{LastAck: l.lastAck, Deadline: l.lastAck.Add(l.fenceAfter), Revoked: l.revoked, Revocations: l.revocations}
 }
