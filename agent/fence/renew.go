@@ -56,8 +56,7 @@ type Renewer struct {
 	cur *coordinationv1.Lease
 }
 
-// Run renews until ctx ends.
-func (r *Renewer) Run(ctx context.Context) {
+func (r *Renewer) defaults() {
 	if r.Clock == nil {
 		r.Clock = clock.RealClock{}
 	}
@@ -67,6 +66,11 @@ func (r *Renewer) Run(ctx context.Context) {
 	if r.Timeout <= 0 {
 		r.Timeout = r.Interval
 	}
+}
+
+// Run renews until ctx ends.
+func (r *Renewer) Run(ctx context.Context) {
+	r.defaults()
 	t := r.Clock.NewTicker(r.Interval)
 	defer t.Stop()
 	for {
@@ -83,6 +87,7 @@ func (r *Renewer) Run(ctx context.Context) {
 
 // Renew sends one renewal and records its acknowledgement.
 func (r *Renewer) Renew(ctx context.Context) error {
+	r.defaults()
 	ctx, cancel := context.WithTimeout(ctx, r.Timeout)
 	defer cancel()
 	leases := r.Client.CoordinationV1().Leases(r.Namespace)
