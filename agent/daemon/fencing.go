@@ -49,6 +49,9 @@ type FenceOptions struct {
 	LeaseNamespace string
 	// PolicyNamespace holds the policies that govern every namespace.
 	PolicyNamespace string
+	// Cgroups, when set, is used instead of detecting the hierarchy under
+	// CgroupDir (tests lay out pod cgroups under a directory of their own).
+	Cgroups *cgroup.Hierarchy
 }
 
 // fencing is the assembled fencing of one robot.
@@ -64,11 +67,16 @@ type fencing struct {
 // before anything else. An error means the robot is unfenced.
 func setupFencing(ctx context.Context, client kubernetes.Interface, node string, o FenceOptions, m *metrics.Metrics,
 	recorder record.EventRecorder, nodeRef *corev1.ObjectReference) (*fencing, error) {
-	h, err := cgroup.Detect(o.CgroupDir, "/proc/self/mountinfo")
-	if err != nil {
-		return nil, err
+	var h cgroup.Hierarchy
+	if o.Cgroups != nil {
+		h = *o.Cgroups
+	} else {
+		var err error
+		if h, err = cgroup.Detect(o.CgroupDir, "/proc/self/mountinfo"); err != nil {
+			return nil, err
+		}
+		h.Root = o.KubeletCgroupRoot
 	}
-	h.Root = o.KubeletCgroupRoot
 	if err := h.Check(); err != nil {
 		return nil, err
 	}
