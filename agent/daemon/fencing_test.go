@@ -58,51 +58,39 @@ func (f *firstTime) get() time.Time {
 //     before roam removes anything, the pod is thawed;
 //   - a long cut freezes it before roam-detector's removal of the pod is
 //     observed (monotonic times on one machine), and on return the removed
-//     pod's process is killed without having run after its freeze.
+//     pod's process is killed without having run after its freeze;
+//   - the same across a detector leader change in the middle of the
+//     silence: the new leader, with no warm-up, removes the pod only after
+//     the agent froze it.
 func TestFencingAgainstTheControlPlane(t *testing.T) {
 	h := cgrouptest.Hierarchy(t, cgroup.V2)
 	cp, cs := cptest.Start(t, controlplane.Options{})
 	logger := ktesting.NewLogger(t, ktesting.NewConfig(ktesting.Verbosity(2)))
 	ctx, cancel := context.WithTimeout(klog.NewContext(context.Background(), logger), 5*time.Minute)
 	defer cancel()
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
 	for _, ns := range []string{"roam-system", policies.FenceLeaseNamespace, "apps"} {
 		_, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
-		must(err)
+		must(t, err)
 	}
 	_, err := cs.CoreV1().ConfigMaps("apps").Create(ctx, &corev1.ConfigMap{
 		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "apps", Labels: map[string]string{policies.PolicyLabel: "true"}},
 		Data:       map[string]string{"match": `pod.labels["app"] == "web"`, "onNodeFailure": "reschedule"},
 	}, metav1.CreateOptions{})
-	must(err)
+	must(t, err)
 	_, err = cs.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "robot-1"}}, metav1.CreateOptions{})
-	must(err)
-	pod, err := cs.CoreV1().Pods("apps").Create(ctx, &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "web-1", Namespace: "apps", Labels: map[string]string{"app": "web"}},
-		Spec:       corev1.PodSpec{NodeName: "robot-1", Containers: []corev1.Container{{Name: "app", Image: "web"}}},
-	}, metav1.CreateOptions{})
-	must(err)
-	_, ctrs := cgrouptest.MakePod(t, h, cgrouptest.Systemd, "besteffort", string(pod.UID), "app")
-	proc := cgrouptest.Start(t, ctrs[0])
-	proc.WaitCounting(t)
-	podCG, err := h.Find(string(pod.UID))
-	must(err)
+	must(t, err)
+	web1 := startFencedPod(ctx, t, cs, h, "web-1")
 
 	// The robot's side of the network.
 	u, err := url.Parse(cp.Config.Host)
-	must(err)
+	must(t, err)
 	px := testutil.NewProxy(t, u.Host)
 	cfg := rest.CopyConfig(cp.Config)
 	cfg.Host = "https://" + px.Addr()
 	cfg.TLSClientConfig.ServerName = u.Hostname()
 	cfg.Timeout = 2 * time.Second
 	robotCS, err := kubernetes.NewForConfig(cfg)
-	must(err)
+	must(t, err)
 	go renewNodeLease(ctx, robotCS, "robot-1")
 
 	const fenceAfter = time.Second
@@ -120,48 +108,80 @@ func TestFencingAgainstTheControlPlane(t *testing.T) {
 	}()
 	poll(ctx, t, "roam.dev/fence on the Node", nodeHas(cs, policies.FenceAnnotation, fenceAfter.String()))
 
-	// roam-detector, in-process, wired like cmd/roam-detector.
-	factory := informers.NewSharedInformerFactory(cs, 0)
-	leaseFactory := informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithNamespace(detector.NodeLeaseNamespace))
-	fenceFactory := informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithNamespace(policies.FenceLeaseNamespace))
-	policyFactory := informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-		o.LabelSelector = policies.PolicyLabel + "=true"
-	}))
-	store, err := policies.NewStore(policyFactory, policies.StoreOptions{})
-	must(err)
-	core := detector.DefaultCoreConfig()
-	core.Warmup = 2 * time.Second
-	ctrl, err := detector.NewController(cs, factory, leaseFactory, detector.Options{Core: core, Policies: store,
-		FenceLeases: fenceFactory, WaitFor: []cache.InformerSynced{store.HasSynced}})
-	must(err)
-	policyFactory.Start(ctx.Done())
-	go func() { _ = ctrl.Run(ctx) }()
-	poll(ctx, t, "the detector counting robot-1 as fenced and alive", func(context.Context) (bool, error) {
-		_, mode := ctrl.Core().FenceFloor("robot-1")
-		return mode == detector.FenceFenced && ctrl.Core().Status("robot-1", time.Now()).Phase == detector.PhaseAlive, nil
-	})
+	leaderCtx, loseLeadership := context.WithCancel(ctx)
+	defer loseLeadership()
+	ctrl := startDetector(leaderCtx, t, cs, 2*time.Second)
+	waitFencedAndAlive(ctx, t, ctrl)
 
 	// A short cut: frozen, then thawed when the robot is back in time.
 	px.SetUp(false)
-	cgrouptest.Eventually(t, "the pod frozen after a short cut", func() bool { f, _ := podCG.Frozen(); return f })
+	cgrouptest.Eventually(t, "the pod frozen after a short cut", func() bool { f, _ := web1.cg.Frozen(); return f })
 	px.SetUp(true)
-	proc.WaitCounting(t)
+	web1.proc.WaitCounting(t)
 	if p, err := cs.CoreV1().Pods("apps").Get(ctx, "web-1", metav1.GetOptions{}); err != nil || p.DeletionTimestamp != nil {
 		t.Fatalf("after a short cut the pod is gone or going (%v)", err)
 	}
-	poll(ctx, t, "robot-1 alive again", func(context.Context) (bool, error) {
-		return ctrl.Core().Status("robot-1", time.Now()).Phase == detector.PhaseAlive, nil
-	})
+	waitFencedAndAlive(ctx, t, ctrl)
 
-	// A long cut: frozen before the removal is observed.
+	// A long cut: frozen before the removal is observed; killed on return.
+	web1.cutUntilRemoved(ctx, t, cs, px, nil)
+	web1.killedOnReturn(t, px)
+
+	// The same across a leader change half a second into the silence; the
+	// new leader has no warm-up.
+	web2 := startFencedPod(ctx, t, cs, h, "web-2")
+	waitFencedAndAlive(ctx, t, ctrl)
+	web2.cutUntilRemoved(ctx, t, cs, px, func() {
+		time.Sleep(500 * time.Millisecond)
+		loseLeadership()
+		ctrl = startDetector(ctx, t, cs, 0)
+	})
+	web2.killedOnReturn(t, px)
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// fencedPod is a governed pod on robot-1 with a real process in its
+// kubelet-style cgroup.
+type fencedPod struct {
+	name          string
+	cg            *cgroup.Pod
+	proc          *cgrouptest.Proc
+	countAtFreeze int
+}
+
+func startFencedPod(ctx context.Context, t *testing.T, cs kubernetes.Interface, h cgroup.Hierarchy, name string) *fencedPod {
+	t.Helper()
+	pod, err := cs.CoreV1().Pods("apps").Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "apps", Labels: map[string]string{"app": "web"}},
+		Spec:       corev1.PodSpec{NodeName: "robot-1", Containers: []corev1.Container{{Name: "app", Image: "web"}}},
+	}, metav1.CreateOptions{})
+	must(t, err)
+	_, ctrs := cgrouptest.MakePod(t, h, cgrouptest.Systemd, "besteffort", string(pod.UID), "app")
+	p := &fencedPod{name: name, proc: cgrouptest.Start(t, ctrs[0])}
+	p.proc.WaitCounting(t)
+	p.cg, err = h.Find(string(pod.UID))
+	must(t, err)
+	return p
+}
+
+// cutUntilRemoved cuts the robot off, runs during (if any), and waits until
+// roam-detector removes the pod; the pod must have been frozen before its
+// removal was observed.
+func (p *fencedPod) cutUntilRemoved(ctx context.Context, t *testing.T, cs kubernetes.Interface, px *testutil.Proxy, during func()) {
+	t.Helper()
 	var frozenAt, markedAt, deletedAt firstTime
-	var countAtFreeze int
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
 	go func() {
 		for watchCtx.Err() == nil {
-			if f, _ := podCG.Frozen(); f && frozenAt.get().IsZero() {
-				countAtFreeze = proc.Count()
+			if f, _ := p.cg.Frozen(); f && frozenAt.get().IsZero() {
+				p.countAtFreeze = p.proc.Count()
 				frozenAt.mark()
 			}
 			time.Sleep(time.Millisecond)
@@ -169,15 +189,15 @@ func TestFencingAgainstTheControlPlane(t *testing.T) {
 	}()
 	go func() {
 		for watchCtx.Err() == nil {
-			p, err := cs.CoreV1().Pods("apps").Get(watchCtx, "web-1", metav1.GetOptions{})
+			pod, err := cs.CoreV1().Pods("apps").Get(watchCtx, p.name, metav1.GetOptions{})
 			if err == nil {
-				for _, c := range p.Status.Conditions {
+				for _, c := range pod.Status.Conditions {
 					if c.Type == corev1.DisruptionTarget && c.Reason == detector.ReasonNodeUnreachable {
 						markedAt.mark()
 					}
 				}
 			}
-			if err == nil && p.DeletionTimestamp != nil || err != nil && watchCtx.Err() == nil && apierrors.IsNotFound(err) {
+			if err == nil && pod.DeletionTimestamp != nil || apierrors.IsNotFound(err) {
 				deletedAt.mark()
 			}
 			time.Sleep(5 * time.Millisecond)
@@ -185,30 +205,64 @@ func TestFencingAgainstTheControlPlane(t *testing.T) {
 	}()
 	cutAt := time.Now()
 	px.SetUp(false)
-	poll(ctx, t, "roam-detector removing the pod", func(context.Context) (bool, error) { return !deletedAt.get().IsZero(), nil })
+	if during != nil {
+		during()
+	}
+	poll(ctx, t, "roam-detector removing "+p.name, func(context.Context) (bool, error) { return !deletedAt.get().IsZero(), nil })
 	stopWatch()
 	f, m, d := frozenAt.get(), markedAt.get(), deletedAt.get()
-	t.Logf("after the cut: frozen %v, DisruptionTarget %v, deletion observed %v", f.Sub(cutAt), m.Sub(cutAt), d.Sub(cutAt))
+	t.Logf("%s after the cut: frozen %v, DisruptionTarget %v, deletion observed %v", p.name, f.Sub(cutAt), m.Sub(cutAt), d.Sub(cutAt))
 	if f.IsZero() || !f.Before(d) {
-		t.Fatalf("the pod was not frozen before its removal was observed (frozen %v, removed %v after the cut)", f.Sub(cutAt), d.Sub(cutAt))
+		t.Fatalf("%s was not frozen before its removal was observed (frozen %v, removed %v after the cut)", p.name, f.Sub(cutAt), d.Sub(cutAt))
 	}
 	if !m.IsZero() && !f.Before(m) {
-		t.Errorf("the pod was frozen %v after the cut, after roam marked it for removal (%v)", f.Sub(cutAt), m.Sub(cutAt))
+		t.Errorf("%s was frozen %v after the cut, after roam marked it for removal (%v)", p.name, f.Sub(cutAt), m.Sub(cutAt))
 	}
+}
 
-	// The robot comes back: the removed pod is killed while frozen.
+// killedOnReturn restores the robot's connection and waits until the
+// removed pod's process is killed, checking it never ran after its freeze.
+func (p *fencedPod) killedOnReturn(t *testing.T, px *testutil.Proxy) {
+	t.Helper()
 	px.SetUp(true)
 	select {
-	case <-proc.Done():
+	case <-p.proc.Done():
 	case <-time.After(time.Minute):
-		t.Fatal("the removed pod's process was not killed after the robot came back")
+		t.Fatalf("%s's process was not killed after the robot came back", p.name)
 	}
-	if n := proc.Count(); n != countAtFreeze {
-		t.Errorf("the removed pod ran after its freeze: counter %d, %d when frozen", n, countAtFreeze)
+	if n := p.proc.Count(); n != p.countAtFreeze {
+		t.Errorf("%s ran after its freeze: counter %d, %d when frozen", p.name, n, p.countAtFreeze)
 	}
-	lease, err := cs.CoordinationV1().Leases(policies.FenceLeaseNamespace).Get(ctx, "robot-1", metav1.GetOptions{})
-	must(err)
-	t.Logf("fence lease holder after the return: %s", ptr.Deref(lease.Spec.HolderIdentity, ""))
+}
+
+// startDetector runs roam-detector's controller in-process, wired like
+// cmd/roam-detector, until ctx ends (a lost leadership).
+func startDetector(ctx context.Context, t *testing.T, cs kubernetes.Interface, warmup time.Duration) *detector.Controller {
+	t.Helper()
+	factory := informers.NewSharedInformerFactory(cs, 0)
+	leaseFactory := informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithNamespace(detector.NodeLeaseNamespace))
+	fenceFactory := informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithNamespace(policies.FenceLeaseNamespace))
+	policyFactory := informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+		o.LabelSelector = policies.PolicyLabel + "=true"
+	}))
+	store, err := policies.NewStore(policyFactory, policies.StoreOptions{})
+	must(t, err)
+	core := detector.DefaultCoreConfig()
+	core.Warmup = warmup
+	ctrl, err := detector.NewController(cs, factory, leaseFactory, detector.Options{Core: core, Policies: store,
+		FenceLeases: fenceFactory, WaitFor: []cache.InformerSynced{store.HasSynced}})
+	must(t, err)
+	policyFactory.Start(ctx.Done())
+	go func() { _ = ctrl.Run(ctx) }()
+	return ctrl
+}
+
+func waitFencedAndAlive(ctx context.Context, t *testing.T, ctrl *detector.Controller) {
+	t.Helper()
+	poll(ctx, t, "the detector counting robot-1 as fenced and alive", func(context.Context) (bool, error) {
+		_, mode := ctrl.Core().FenceFloor("robot-1")
+		return mode == detector.FenceFenced && ctrl.Core().Status("robot-1", time.Now()).Phase == detector.PhaseAlive, nil
+	})
 }
 
 // renewNodeLease plays the robot's kubelet: it renews the node Lease every
