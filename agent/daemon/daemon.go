@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 
@@ -90,18 +91,14 @@ func Run(ctx context.Context, client kubernetes.Interface, opts Options) error {
 	// Fencing is set up before anything else: a lease that ran out while no
 	// agent ran is acted on first.
 	var fenced *fencing
-	fenceValue := ""
 	if opts.Fence.After > 0 {
 		fenced, err = setupFencing(ctx, client, opts.NodeName, opts.Fence, m, recorder, nodeRef)
 		if err != nil {
 			logger.Error(err, "This robot cannot be fenced: roam treats it as unfenced")
 			recorder.Event(nodeRef, corev1.EventTypeWarning, "Unfenced", "roam-agent cannot freeze this robot's pods: "+err.Error())
-		} else {
-			fenceValue = opts.Fence.After.String()
-			m.Fenceable.Set(1)
 		}
 	}
-	sink := &sink{pub: pub, metrics: m, recorder: recorder, node: nodeRef, logger: logger, fence: fenceValue}
+	sink := &sink{pub: pub, metrics: m, recorder: recorder, node: nodeRef, logger: logger}
 
 	var wg sync.WaitGroup
 	errc := make(chan error, 4)
@@ -122,7 +119,17 @@ func Run(ctx context.Context, client kubernetes.Interface, opts Options) error {
 
 	if fenced != nil {
 		fenced.run(ctx, run)
-		pub.Update(withFence(state.State{}, fenceValue))
+		// The robot is fenced once the agent knows its pods and the
+		// policies: only then does it publish roam.dev/fence.
+		run("fence announcement", func(ctx context.Context) error {
+			if !cache.WaitForCacheSync(ctx.Done(), fenced.pods.hasSynced) {
+				return nil // shutting down
+			}
+			sink.setFence(opts.Fence.After.String())
+			m.Fenceable.Set(1)
+			logger.Info("Fencing active", "fenceAfter", opts.Fence.After)
+			return nil
+		})
 	}
 	// The Node must exist (the kubelet registers it); the agent never
 	// creates it.
@@ -194,12 +201,24 @@ type sink struct {
 	recorder record.EventRecorder
 	node     *corev1.ObjectReference
 	logger   klog.Logger
+	mu       sync.Mutex
 	// fence is the roam.dev/fence value every write carries ("": none).
 	fence string
 }
 
+// setFence makes every write carry roam.dev/fence: value, starting with a
+// write of the newest state.
+func (s *sink) setFence(value string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fence = value
+	s.pub.Update(withFence(s.pub.Desired(), value))
+}
+
 func (s *sink) State(src sense.Source, st state.State) {
 	s.logger.V(2).Info("State received", "source", src, "context", st.Context, "zone", st.Zone)
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.pub.Update(withFence(st, s.fence))
 }
 

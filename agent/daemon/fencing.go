@@ -210,6 +210,7 @@ func (s *podSource) Fresh(ctx context.Context) ([]fence.Pod, error) {
 func (s *podSource) convert(pods []*corev1.Pod) []fence.Pod {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.refs = make(map[string]*corev1.Pod, len(pods)) // every caller passes all of the robot's pods
 	out := make([]fence.Pod, 0, len(pods))
 	for _, p := range pods {
 		fp := fence.Pod{UID: string(p.UID), Name: p.Namespace + "/" + p.Name, Removed: removed(p)}

@@ -112,6 +112,8 @@ type Fencer struct {
 
 	fenced bool
 	held   map[string]*held
+	// failed are the pods whose freeze failed, reported once per fence.
+	failed map[string]bool
 	// revocations is the number of the lease's revocations handled.
 	revocations uint64
 }
@@ -119,7 +121,7 @@ type Fencer struct {
 // New returns a Fencer for the pods of this robot.
 func New(l *lease.Lease, h cgroup.Hierarchy, pods Pods, opts Options) *Fencer {
 	opts.defaults()
-	return &Fencer{lease: l, h: h, pods: pods, opts: opts, held: map[string]*held{}}
+	return &Fencer{lease: l, h: h, pods: pods, opts: opts, held: map[string]*held{}, failed: map[string]bool{}}
 }
 
 // Run fences and unfences until ctx ends. Call it first thing at start:
@@ -152,6 +154,7 @@ func (f *Fencer) Run(ctx context.Context) {
 					logger.Error(err, "Cannot decide which frozen pods roam removed; they stay frozen")
 				} else {
 					f.fenced = false
+					clear(f.failed)
 					logger.Info("Heartbeats acknowledged again: unfenced")
 				}
 			}
@@ -216,10 +219,14 @@ func (f *Fencer) freeze(ctx context.Context, revoked bool) bool {
 			err = f.op(ctx, cg.Freeze)
 		}
 		if err != nil {
-			f.opts.Observer.Failed(p, "freeze", err)
+			if !f.failed[p.UID] {
+				f.failed[p.UID] = true
+				f.opts.Observer.Failed(p, "freeze", err)
+			}
 			ok = false
 			continue
 		}
+		delete(f.failed, p.UID)
 		f.held[p.UID] = &held{pod: p, cg: cg, revoked: revoked}
 		f.opts.Observer.Frozen(p)
 	}

@@ -50,8 +50,6 @@ type Renewer struct {
 	Clock   clock.WithTicker
 	// OnAck is called after each acknowledged renewal (metrics; optional).
 	OnAck func()
-	// OnSent is called after each renewal sent (metrics; optional).
-	OnSent func()
 
 	cur *coordinationv1.Lease
 }
@@ -92,9 +90,6 @@ func (r *Renewer) Renew(ctx context.Context) error {
 	defer cancel()
 	leases := r.Client.CoordinationV1().Leases(r.Namespace)
 	sent := r.Clock.Now()
-	if r.OnSent != nil {
-		r.OnSent()
-	}
 	var got *coordinationv1.Lease
 	var err error
 	if r.cur == nil {
