@@ -113,6 +113,27 @@ func (c *Core) FenceObserved(node string, now time.Time) {
 	c.schedule(n)
 }
 
+// AckHeartbeat is for heartbeat sources that acknowledge heartbeats to the
+// robot themselves (direct heartbeats): call it when a heartbeat from node
+// arrived at now, before acknowledging it. It records the heartbeat as an
+// acknowledged one observed at now (like FenceObserved) and reports whether
+// the acknowledgement may be sent: never once the node's pods were handed
+// for removal, so that no acknowledgement the floor did not count can keep
+// the robot unfenced.
+func (c *Core) AckHeartbeat(node string, now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := c.node(node, 0)
+	if n.phase == PhaseEvicted {
+		return false
+	}
+	if t := c.mono(now); !n.fence.seen || t > n.fence.last {
+		n.fence.last, n.fence.seen = t, true
+	}
+	c.schedule(n)
+	return true
+}
+
 // EvictionAborted records that node's eviction was called off at now: the
 // conditional revocation of its fence Lease found a renewal the detector had
 // not observed yet. It counts as a renewal observed now; the node is

@@ -130,3 +130,22 @@ func TestFenceConfigValidated(t *testing.T) {
 		t.Errorf("mode names %q", s)
 	}
 }
+
+func TestAckHeartbeatRefusedOnceEvicted(t *testing.T) {
+	s := newSim(t, DefaultCoreConfig(), nil)
+	s.add("robot", "")
+	s.core.SetFence("robot", FenceFenced, 3*time.Second)
+	s.run(time.Minute)
+	if !s.core.AckHeartbeat("robot", s.now) {
+		t.Fatal("an alive robot's heartbeat may not be acknowledged")
+	}
+	acked := s.now
+	s.silence("robot")
+	got := s.run(time.Minute)
+	if at := evictedAt(t, got, "robot"); at.Sub(acked) < 3*time.Second+DefaultFenceMargin {
+		t.Fatalf("evicted %v after an acknowledged heartbeat", at.Sub(acked))
+	}
+	if s.core.AckHeartbeat("robot", s.now) {
+		t.Fatal("a heartbeat acknowledged after the robot's pods were handed for removal")
+	}
+}
