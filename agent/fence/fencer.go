@@ -114,8 +114,9 @@ type Fencer struct {
 	held   map[string]*held
 	// failed are the pods whose freeze failed, reported once per fence.
 	failed map[string]bool
-	// revocations is the number of the lease's revocations handled.
-	revocations uint64
+	// revocations is the number of the lease's revocations handled;
+	// reported the number reported to the Observer.
+	revocations, reported uint64
 }
 
 // New returns a Fencer for the pods of this robot.
@@ -136,8 +137,8 @@ func (f *Fencer) Run(ctx context.Context) {
 		var stop func() bool
 		revoked := st.Revocations > f.revocations
 		if st.Expired(now) || revoked {
-			if !f.fenced || revoked {
-				f.fenced = true
+			if !f.fenced || st.Revocations > f.reported {
+				f.fenced, f.reported = true, st.Revocations
 				logger.Info("No acknowledged heartbeat: fencing", "lastAck", st.LastAck, "revoked", revoked)
 				f.opts.Observer.Fenced(revoked)
 			}
