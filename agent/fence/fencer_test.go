@@ -126,6 +126,37 @@ func startRobot(t *testing.T, v cgroup.Version, l *lease.Lease, hold time.Durati
 	return r
 }
 
+// keepAcking acknowledges a heartbeat every 50 ms, as the renewer does
+// while the cluster is reachable, until the returned stop is called (or
+// the test ends); stop returns the send time of the last acknowledgement.
+func keepAcking(t *testing.T, l *lease.Lease) (stop func() time.Time) {
+	quit, done := make(chan struct{}), make(chan time.Time)
+	go func() {
+		var last time.Time
+		for {
+			last = time.Now()
+			l.Acked(last)
+			select {
+			case <-quit:
+				done <- last
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}()
+	var once sync.Once
+	var last time.Time
+	stop = func() time.Time {
+		once.Do(func() {
+			close(quit)
+			last = <-done
+		})
+		return last
+	}
+	t.Cleanup(func() { stop() })
+	return stop
+}
+
 func (r *robot) frozen(t *testing.T, name string) bool {
 	ok, err := r.cgs[name].Frozen()
 	if err != nil {
@@ -137,21 +168,18 @@ func (r *robot) frozen(t *testing.T, name string) bool {
 func TestFencerFreezesAtTheDeadlineAndKillsRemovedPodsOnReturn(t *testing.T) {
 	for _, v := range []cgroup.Version{cgroup.V1, cgroup.V2} {
 		t.Run(v.String(), func(t *testing.T) {
-			const fenceAfter = 300 * time.Millisecond
+			const fenceAfter = time.Second
 			l, _ := lease.New(fenceAfter, time.Now())
+			stopAcks := keepAcking(t, l)
 			r := startRobot(t, v, l, time.Hour)
 			// Heartbeats acknowledged for a while keep every pod running.
-			for range 5 {
-				l.Acked(time.Now())
-				time.Sleep(fenceAfter / 3)
-			}
+			time.Sleep(fenceAfter)
 			if r.rec.has("frozen kept") || r.rec.has("frozen removed") {
 				t.Fatal("froze while heartbeats were acknowledged")
 			}
 			// The cluster is lost: no more acknowledgements.
-			lastAck := time.Now()
-			l.Acked(lastAck)
-			cgrouptest.Eventually(t, "both governed pods frozen", func() bool { return r.frozen(t, "kept") && r.frozen(t, "removed") })
+			lastAck := stopAcks()
+			cgrouptest.Eventually(t, "both governed pods frozen", func() bool { return r.rec.has("frozen kept") && r.rec.has("frozen removed") })
 			for _, name := range []string{"kept", "removed"} {
 				if at := r.rec.when("frozen " + name); at.Sub(lastAck) < fenceAfter {
 					t.Errorf("%s frozen %v after the last acknowledged send, before fenceAfter %v", name, at.Sub(lastAck), fenceAfter)
@@ -168,7 +196,7 @@ func TestFencerFreezesAtTheDeadlineAndKillsRemovedPodsOnReturn(t *testing.T) {
 			r.pods.mu.Lock()
 			r.pods.offline = true
 			r.pods.mu.Unlock()
-			l.Acked(time.Now())
+			keepAcking(t, l)
 			time.Sleep(100 * time.Millisecond)
 			if !r.frozen(t, "kept") || !r.frozen(t, "removed") {
 				t.Fatal("thawed without knowing which pods were removed")
@@ -222,7 +250,7 @@ func TestFencerRestoredExpiredFencesAtOnce(t *testing.T) {
 	l, _ := lease.New(time.Second, time.Time{})
 	r := startRobot(t, cgroup.V1, l, time.Hour)
 	cgrouptest.Eventually(t, "pods frozen at start", func() bool { return r.frozen(t, "kept") && r.frozen(t, "removed") })
-	l.Acked(time.Now())
+	keepAcking(t, l)
 	r.procs["kept"].WaitCounting(t)
 	r.procs["removed"].WaitCounting(t)
 }
