@@ -254,6 +254,9 @@ type Status struct {
 // ceiling: its expected false evictions exceed its share even there.
 func (s Status) TooPoor() bool { return !s.Prior && s.Needed > s.Timeout }
 
+// TooPoor is Status().TooPoor() without computing the rest.
+func (e *Estimator) TooPoor() bool { return e.fitted && e.needed > e.timeout }
+
 // Status reports the current estimate.
 func (e *Estimator) Status() Status {
 	st := Status{Timeout: e.timeout, Needed: e.needed, Prior: !e.fitted, Fit: e.fit}
