@@ -181,8 +181,9 @@ func TestClassesAddUp(t *testing.T) {
 	}
 }
 
-// A longer eviction confirmation evicts later and never more often falsely;
-// without one, evictions are exactly roam's suspicions.
+// Under the fixed rule a longer eviction confirmation evicts later and
+// never more often falsely; without one, evictions are exactly the fixed
+// rule's suspicions.
 func TestEvictionConfirmationTrade(t *testing.T) {
 	cfg := small()
 	cfg.EvictAfter = []time.Duration{0, 400 * time.Millisecond, 800 * time.Millisecond, time.Second}
@@ -193,9 +194,9 @@ func TestEvictionConfirmationTrade(t *testing.T) {
 	if len(res.Evictions) < 2 || res.Config.EvictAfter[0] != 0 {
 		t.Fatalf("want a sweep starting at 0, got %v", res.Config.EvictAfter)
 	}
-	if e := res.Evictions[0]; e.FalseSuspicions != res.Roam.FalseSuspicions || e.Percentile(99) != res.Roam.Percentile(99) {
+	if e := res.Evictions[0]; e.FalseSuspicions != res.Fixed.FalseSuspicions || e.Percentile(99) != res.Fixed.Percentile(99) {
 		t.Errorf("evicting at suspicion: %d false, p99 %v; suspicions: %d, %v", e.FalseSuspicions, e.Percentile(99),
-			res.Roam.FalseSuspicions, res.Roam.Percentile(99))
+			res.Fixed.FalseSuspicions, res.Fixed.Percentile(99))
 	}
 	for i := 1; i < len(res.Evictions); i++ {
 		lo, hi := res.Evictions[i-1], res.Evictions[i]
@@ -204,14 +205,14 @@ func TestEvictionConfirmationTrade(t *testing.T) {
 				lo.Name, lo.FalseSuspicions, lo.Percentile(99))
 		}
 	}
-	// The headline's evictions are the configured confirmation's (800 ms).
-	if e, c := res.Evicted, res.Evictions[2]; e.FalseSuspicions != c.FalseSuspicions || e.Percentile(99) != c.Percentile(99) {
-		t.Errorf("headline evictions (%d false, p99 %v) differ from the 800 ms row (%d, %v)", e.FalseSuspicions, e.Percentile(99), c.FalseSuspicions, c.Percentile(99))
+	// The fixed rule's evictions are the configured confirmation's (800 ms).
+	if e, c := res.FixedEvicted, res.Evictions[2]; e.FalseSuspicions != c.FalseSuspicions || e.Percentile(99) != c.Percentile(99) {
+		t.Errorf("fixed-rule evictions (%d false, p99 %v) differ from the 800 ms row (%d, %v)", e.FalseSuspicions, e.Percentile(99), c.FalseSuspicions, c.Percentile(99))
 	}
 	last := res.Evictions[len(res.Evictions)-1]
-	if last.FalseSuspicions >= res.Roam.FalseSuspicions {
+	if last.FalseSuspicions >= res.Fixed.FalseSuspicions {
 		t.Errorf("a %s confirmation filtered no false suspicion (%d of %d)", res.Config.EvictAfter[len(res.Evictions)-1],
-			last.FalseSuspicions, res.Roam.FalseSuspicions)
+			last.FalseSuspicions, res.Fixed.FalseSuspicions)
 	}
 }
 
