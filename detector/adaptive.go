@@ -17,6 +17,14 @@ import (
 // whichever comes first. A suspected node that sends heartbeats too few
 // to recover is evicted only after a whole timeout of silence again.
 //
+// Until a node's history is long enough to estimate its tail
+// (silence.MinSilences silences, 10 minutes at 1 s renewals) its prior is
+// the fixed rule — suspicion at its phi threshold, eviction EvictionConfirm
+// later (≈3.7 s after the last heartbeat for a new node renewing every
+// second, whose phi window starts from the Lease's prior ± 25 %) — which is
+// never the floor, and which the fleet simulator measures on the same
+// traces. A restarted or newly elected detector starts every node there.
+//
 // A policy's phiThreshold keeps its meaning on both: it is the node's
 // suspicion threshold, and it scales the node's share of the budget by
 // 10^(Threshold − phiThreshold) — phi is −log10 of the probability that a
@@ -36,7 +44,8 @@ type link struct {
 // LinkStatus is a node's adaptive eviction timeout and what it costs.
 type LinkStatus struct {
 	// EvictionTimeout is the silence after the last heartbeat at which
-	// the node is evicted (0: adaptive timeouts are off).
+	// the node is evicted (0: adaptive timeouts are off, or the node is on
+	// the prior).
 	EvictionTimeout time.Duration
 	// Needed is the timeout its share of the budget asks for, before the
 	// floor and the ceiling.
@@ -44,8 +53,8 @@ type LinkStatus struct {
 	// FalseEvictionRate is the estimated rate of false evictions at
 	// EvictionTimeout, per 1,000 hours of the node (0 while Prior).
 	FalseEvictionRate float64
-	// Prior: the node's history is still too short; EvictionTimeout is the
-	// conservative prior (the ceiling).
+	// Prior: the node's history is still too short to estimate its link;
+	// it is evicted by the fixed rule (phi threshold and EvictionConfirm).
 	Prior bool
 	// TooPoor: the link needs a longer timeout than the ceiling.
 	TooPoor bool
@@ -92,7 +101,8 @@ func (c *Core) budgetScale(n *nodeState) float64 {
 // linkDeadline sets the node's eviction instant from its last heartbeat
 // and brings its suspicion deadline no later than it.
 func (c *Core) linkDeadline(n *nodeState) {
-	if n.est == nil {
+	if n.est == nil || n.est.Prior() {
+		n.evictAt = never
 		return
 	}
 	n.evictAt = n.last + n.est.Timeout()
@@ -102,7 +112,7 @@ func (c *Core) linkDeadline(n *nodeState) {
 // evictionDue is the instant from which a suspected, still silent node is
 // evicted (brake and eviction delay aside).
 func (c *Core) evictionDue(n *nodeState) time.Duration {
-	if n.est != nil {
+	if n.est != nil && !n.est.Prior() {
 		return n.evictAt
 	}
 	return n.silentFrom + c.cfg.EvictionConfirm
@@ -138,9 +148,10 @@ func (c *Core) linkIntents(out []Intent) []Intent {
 	return out
 }
 
-// timeout is the node's adaptive eviction timeout (0: off).
+// timeout is the node's adaptive eviction timeout (0: off, or the node is
+// on the prior, the fixed rule).
 func (n *nodeState) timeout() time.Duration {
-	if n.est == nil {
+	if n.est == nil || n.est.Prior() {
 		return 0
 	}
 	return n.est.Timeout()
@@ -151,7 +162,10 @@ func (n *nodeState) linkStatus() LinkStatus {
 		return LinkStatus{}
 	}
 	st := n.est.Status()
-	return LinkStatus{EvictionTimeout: st.Timeout, Needed: st.Needed, FalseEvictionRate: st.Rate, Prior: st.Prior, TooPoor: st.TooPoor()}
+	if st.Prior {
+		return LinkStatus{Prior: true}
+	}
+	return LinkStatus{EvictionTimeout: st.Timeout, Needed: st.Needed, FalseEvictionRate: st.Rate, TooPoor: st.TooPoor()}
 }
 
 // eachLink reports every node's link status (for the roam_node_eviction_*

@@ -63,28 +63,28 @@ func TestAdaptiveEvictsAtItsOwnTimeout(t *testing.T) {
 	}
 }
 
-// A node without enough history has the prior — the ceiling — never the
-// floor: it is not evicted before it has been silent that long.
-func TestAdaptivePriorForNewNodes(t *testing.T) {
+// A node without enough history is on the prior, the fixed rule: evicted
+// the eviction confirmation after its phi suspicion — never at the floor.
+func TestAdaptivePriorIsTheFixedRule(t *testing.T) {
 	cfg := DefaultCoreConfig()
 	s := newSim(t, cfg, nil)
 	s.add("new", "")
 	s.run(30 * time.Second)
-	st := s.core.Status("new", s.now).Link
-	if !st.Prior || st.EvictionTimeout != cfg.Silence.Ceiling {
-		t.Fatalf("new node: %+v, want the prior %v", st, cfg.Silence.Ceiling)
+	if st := s.core.Status("new", s.now).Link; !st.Prior || st.EvictionTimeout != 0 {
+		t.Fatalf("new node: %+v, want the prior", st)
 	}
 	s.silence("new")
-	got := s.run(cfg.Silence.Ceiling + time.Second)
-	ev, ok := first(got, IntentEvict, "new")
-	if !ok {
-		t.Fatalf("silent new node not evicted after the prior %v", cfg.Silence.Ceiling)
+	got := s.run(10 * time.Second)
+	sus, ok := first(got, IntentSuspect, "new")
+	ev, ok2 := first(got, IntentEvict, "new")
+	if !ok || !ok2 {
+		t.Fatalf("silent new node not suspected and evicted: %+v", got)
 	}
-	if d := ev.At.Sub(ev.LastHeartbeat); d < cfg.Silence.Ceiling {
-		t.Errorf("new node evicted %v after its last heartbeat, before the prior %v", d, cfg.Silence.Ceiling)
+	if d := ev.At.Sub(sus.At); d < cfg.EvictionConfirm || d >= cfg.EvictionConfirm+tick {
+		t.Errorf("evicted %v after its suspicion, want the confirmation %v", d, cfg.EvictionConfirm)
 	}
-	if _, ok := first(got, IntentSuspect, "new"); !ok {
-		t.Errorf("silent new node never suspected")
+	if d := ev.At.Sub(ev.LastHeartbeat); d <= cfg.Silence.Floor {
+		t.Errorf("evicted %v after the last heartbeat: at or before the floor %v", d, cfg.Silence.Floor)
 	}
 }
 

@@ -10,10 +10,10 @@ import (
 // scrape time (as of its last heartbeat):
 //
 //   - roam_node_eviction_timeout_seconds{node}: the silence after which it
-//     is evicted;
-//   - roam_node_false_eviction_rate{node}: the estimated false evictions per
-//     1,000 hours of the node at that timeout (absent while its history is
-//     too short to estimate);
+//     is evicted, and roam_node_false_eviction_rate{node}: the estimated
+//     false evictions per 1,000 hours of the node at that timeout (both
+//     absent while its history is too short to estimate: it is then
+//     evicted by the fixed rule);
 //   - roam_node_link_too_poor{node}: 1 when its link needs a longer timeout
 //     than the ceiling for its share of the false-eviction budget.
 type NodeLinkCollector struct {
@@ -56,8 +56,8 @@ func (c *NodeLinkCollector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	each(func(node string, st LinkStatus) {
-		ch <- prometheus.MustNewConstMetric(c.timeout, prometheus.GaugeValue, st.EvictionTimeout.Seconds(), node)
 		if !st.Prior {
+			ch <- prometheus.MustNewConstMetric(c.timeout, prometheus.GaugeValue, st.EvictionTimeout.Seconds(), node)
 			ch <- prometheus.MustNewConstMetric(c.rate, prometheus.GaugeValue, st.FalseEvictionRate, node)
 		}
 		poor := 0.0

@@ -22,10 +22,10 @@ const (
 // eviction timeout ("" when adaptive timeouts are off).
 func linkNote(l LinkStatus) string {
 	switch {
+	case l.Prior:
+		return "; too little history to estimate its link yet: evicted by the phi threshold and the eviction confirmation"
 	case l.EvictionTimeout <= 0:
 		return ""
-	case l.Prior:
-		return fmt.Sprintf("; evicted after %v of silence (the prior: too little history to estimate its link)", l.EvictionTimeout)
 	case l.TooPoor:
 		return fmt.Sprintf("; evicted after %v of silence, the ceiling: its link would need %v (est. %.2g false evictions per 1000 h at the ceiling)",
 			l.EvictionTimeout, l.Needed.Round(100*time.Millisecond), l.FalseEvictionRate)

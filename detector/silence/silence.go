@@ -85,8 +85,9 @@ type Config struct {
 	// (scaled by Estimator.SetScale). Positive.
 	Budget float64
 	// Floor and Ceiling bound every robot's timeout (0 < Floor ≤ Ceiling).
-	// Ceiling is also the prior: the timeout of a robot whose history is
-	// too short to estimate its tail.
+	// Ceiling is also the estimator's prior: the timeout it reports while
+	// the history is too short to estimate the tail (see Prior; the
+	// detector uses its fixed rule then).
 	Floor, Ceiling time.Duration
 	// HalfLife of the history, in the robot's observed time (at least
 	// MinHalfLife).
@@ -253,6 +254,10 @@ type Status struct {
 // TooPoor reports whether the robot's link needs a longer timeout than the
 // ceiling: its expected false evictions exceed its share even there.
 func (s Status) TooPoor() bool { return !s.Prior && s.Needed > s.Timeout }
+
+// Prior reports whether the history is still too short for an estimate
+// (Timeout is then the prior, the ceiling).
+func (e *Estimator) Prior() bool { return !e.fitted }
 
 // TooPoor is Status().TooPoor() without computing the rest.
 func (e *Estimator) TooPoor() bool { return e.fitted && e.needed > e.timeout }

@@ -38,7 +38,7 @@ func (r *Result) WriteMarkdown(w io.Writer) error {
 		d.Threshold, p.Window, p.MinStdDev, p.AcceptablePause, p.FirstInterval, c.Tick, d.EvictionConfirm, d.RecoverHeartbeats, d.Warmup))
 	if d.Adaptive {
 		sc := d.Silence
-		row("adaptive eviction timeouts", fmt.Sprintf("budget %g false evictions per 1000 robot-hours, floor %s, ceiling %s (also the prior), history half-life %s; "+
+		row("adaptive eviction timeouts", fmt.Sprintf("budget %g false evictions per 1000 robot-hours, floor %s, ceiling %s, history half-life %s; a robot with too little history is on the prior, the fixed rule; "+
 			"the eviction confirmation applies to the fixed rule only", sc.Budget, sc.Floor, sc.Ceiling, sc.HalfLife))
 	}
 	row("not modelled", "the partition brake, the eviction delay that waits for it and the evictor's rate limit act across the fleet; "+
