@@ -62,7 +62,8 @@ const (
 	// prior, Config.Ceiling.
 	MinSilences = 600
 	// BinsPerInterval and HorizonIntervals shape the histogram: bins of
-	// 1/20 of the renewal interval (50 ms at 1 s) up to the outage horizon.
+	// 1/100 of the renewal interval (10 ms at 1 s, finer than the tails it
+	// fits) up to the outage horizon: 500 float32 bins, 2 KB per robot.
 	BinsPerInterval = 100
 	// HorizonIntervals: a silence longer than this many renewal intervals
 	// (5 s at 1 s renewals: the Lease duration, 4 intervals, plus one) is
@@ -71,8 +72,9 @@ const (
 	nBins            = BinsPerInterval * HorizonIntervals
 	// refitEvery: the tail is refitted at least this often (silences).
 	refitEvery = 256
-	// renormAt bounds the decay weight before the history is rescaled.
-	renormAt = 1e100
+	// renormAt bounds the decay weight before the history is rescaled
+	// (float32 bins reach 3e38).
+	renormAt = 1e25
 	// maxXi caps the fitted shape below 1, where the mean excess, and with
 	// it the probability-weighted moments, stop existing.
 	maxXi = 0.9
@@ -130,7 +132,7 @@ type Fit struct {
 type Estimator struct {
 	cfg     Config
 	bin     float64 // bin width, seconds
-	bins    [nBins]float64
+	bins    [nBins]float32
 	count   float64 // Σ weights of the recorded silences
 	expo    float64 // Σ weight·length (seconds) of the recorded silences
 	weight  float64 // weight of the next silence (grows instead of decaying the past)
@@ -211,7 +213,7 @@ func (e *Estimator) Observe(s time.Duration) {
 	if e.weight > renormAt {
 		e.renormalize()
 	}
-	e.bins[min(int(sec/e.bin), nBins-1)] += e.weight
+	e.bins[min(int(sec/e.bin), nBins-1)] += float32(e.weight)
 	e.count += e.weight
 	e.expo += e.weight * sec
 	e.since++
@@ -224,7 +226,7 @@ func (e *Estimator) Observe(s time.Duration) {
 func (e *Estimator) renormalize() {
 	k := 1 / e.weight
 	for i := range e.bins {
-		e.bins[i] *= k
+		e.bins[i] = float32(float64(e.bins[i]) * k)
 	}
 	e.count *= k
 	e.expo *= k
@@ -299,8 +301,8 @@ func (e *Estimator) fitTail() {
 	target := TailFraction * e.count
 	var above float64
 	b := nBins
-	for b > 1 && above+e.bins[b-1] <= target {
-		above += e.bins[b-1]
+	for b > 1 && above+float64(e.bins[b-1]) <= target {
+		above += float64(e.bins[b-1])
 		b--
 	}
 	f := Fit{U: secs(float64(b) * e.bin)}
@@ -308,7 +310,7 @@ func (e *Estimator) fitTail() {
 		// From the top down: surv is the weight above bin i's middle.
 		var a0, a1, higher float64
 		for i := nBins - 1; i >= b; i-- {
-			c := e.bins[i]
+			c := float64(e.bins[i])
 			y := (float64(i-b) + 0.5) * e.bin
 			surv := (higher + c/2) / above
 			a0 += c * y
@@ -376,7 +378,7 @@ func (e *Estimator) rateAt(t time.Duration) float64 {
 	}
 	var n float64
 	for i := min(int(math.Ceil(t.Seconds()/e.bin)), nBins); i < nBins; i++ {
-		n += e.bins[i]
+		n += float64(e.bins[i])
 	}
 	return n / e.expo * 3600
 }
