@@ -160,12 +160,22 @@ func TestClassesAddUp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var robots, detections, falses, longs int
+	var robots, detections, falses, longs, timeouts int
+	var evictions, fixed Score
 	for _, c := range res.Classes {
 		robots += c.Robots
 		detections += len(c.Roam.Detections)
 		falses += c.Roam.FalseSuspicions
 		longs += c.LongOutages
+		timeouts += len(c.Timeouts)
+		evictions.add(&c.Evicted)
+		fixed.add(&c.FixedEvicted)
+	}
+	if len(evictions.Detections) != len(res.Evicted.Detections) || evictions.FalseSuspicions != res.Evicted.FalseSuspicions ||
+		len(fixed.Detections) != len(res.FixedEvicted.Detections) || fixed.FalseSuspicions != res.FixedEvicted.FalseSuspicions || timeouts != robots {
+		t.Errorf("class evictions add up to %d detections, %d false (fixed rule %d, %d), %d timeouts; fleet: %d, %d (%d, %d), %d robots",
+			len(evictions.Detections), evictions.FalseSuspicions, len(fixed.Detections), fixed.FalseSuspicions, timeouts,
+			len(res.Evicted.Detections), res.Evicted.FalseSuspicions, len(res.FixedEvicted.Detections), res.FixedEvicted.FalseSuspicions, robots)
 	}
 	if robots != res.Config.Robots || detections != len(res.Roam.Detections) || falses != res.Roam.FalseSuspicions || longs != res.LongOutages {
 		t.Fatalf("classes add up to %d robots, %d detections, %d false, %d outages; fleet: %d, %d, %d, %d",
@@ -251,6 +261,10 @@ func TestReportHeadline(t *testing.T) {
 		`(?m)^false suspicions per 1000 robot-hours: \d+\.\d{3}$`,
 		`(?m)^false evictions per 1000 robot-hours: \d+\.\d{3}$`,
 		`(?m)^fixed-timeout rival detection p99: \d+\.\d\d s$`,
+		`(?m)^budget: 1 false evictions per 1000 robot-hours$`,
+		`(?m)^eviction p99: \d+\.\d\d s$`,
+		`(?m)^hindsight bound for evictions at the budget: (\d+\.\d\d s|not reachable by per-class timeouts)$`,
+		`(?m)^fixed-phi false evictions per 1000 robot-hours: \d+\.\d{3}$`,
 		`partition brake`,
 	} {
 		if !regexp.MustCompile(re).MatchString(out) {
