@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -235,6 +236,32 @@ func TestAdaptiveConfigValidate(t *testing.T) {
 		c.Adaptive = false
 		if _, err := NewCore(c, t0, nil); err != nil {
 			t.Errorf("fixed rule rejected for an unused silence config: %v", err)
+		}
+	}
+}
+
+// The RoamReachable message tells the node's eviction timeout and its
+// estimated false evictions, that a new node is on the prior, and what a
+// too poor link would need.
+func TestLinkNoteInTheCondition(t *testing.T) {
+	for _, tc := range []struct {
+		st   LinkStatus
+		want []string
+	}{
+		{LinkStatus{}, nil},
+		{LinkStatus{Prior: true}, []string{"too little history", "phi threshold"}},
+		{LinkStatus{EvictionTimeout: 3210 * time.Millisecond, FalseEvictionRate: 0.8}, []string{"evicted after 3.21s of silence", "0.8 false evictions per 1000 h"}},
+		{LinkStatus{EvictionTimeout: 15 * time.Second, Needed: 42 * time.Second, FalseEvictionRate: 30, TooPoor: true},
+			[]string{"evicted after 15s of silence, the ceiling", "would need 42s", "30 false evictions per 1000 h"}},
+	} {
+		got := linkNote(tc.st)
+		if len(tc.want) == 0 && got != "" {
+			t.Errorf("%+v: %q, want nothing", tc.st, got)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(got, w) {
+				t.Errorf("%+v: %q lacks %q", tc.st, got, w)
+			}
 		}
 	}
 }
