@@ -82,6 +82,8 @@ type NodeWant struct {
 	Phi           float64
 	Threshold     float64
 	LastHeartbeat time.Time
+	// Link is the node's adaptive eviction timeout, told in the message.
+	Link LinkStatus
 }
 
 func hasTaint(n *corev1.Node) bool {
@@ -166,13 +168,13 @@ func (a *Actuator) SyncNode(ctx context.Context, name string, want NodeWant) err
 		msg = fmt.Sprintf("phi %.1f ≥ threshold %.1f (last heartbeat %v ago), but too many robots are suspected at once: evictions held (partition brake)", want.Phi, want.Threshold, ago)
 	case want.Suspected:
 		status, reason = corev1.ConditionFalse, ReasonNodeUnreachable
-		msg = fmt.Sprintf("phi %.1f ≥ threshold %.1f (last heartbeat %v ago)", want.Phi, want.Threshold, ago)
+		msg = fmt.Sprintf("phi %.1f ≥ threshold %.1f (last heartbeat %v ago)", want.Phi, want.Threshold, ago) + linkNote(want.Link)
 	default:
 		if taintChanged {
 			a.recorder.Eventf(node, corev1.EventTypeNormal, ReasonNodeReachable, "Heartbeats resumed: removed taint %s", policies.UnreachableTaint)
 		}
 		status, reason = corev1.ConditionTrue, ReasonNodeReachable
-		msg = fmt.Sprintf("heartbeating (phi %.1f < threshold %.1f)", want.Phi, want.Threshold)
+		msg = fmt.Sprintf("heartbeating (phi %.1f < threshold %.1f)", want.Phi, want.Threshold) + linkNote(want.Link)
 	}
 	if cur != nil && cur.Status == status && cur.Reason == reason {
 		return nil

@@ -319,6 +319,9 @@ func (c *Controller) dispatch(ctx context.Context, intents []Intent) {
 				logger.Info("Partition brake released", "scope", scope, "suspected", in.Suspected, "total", in.Total)
 			}
 			continue
+		case IntentLink:
+			c.reportLink(ctx, in)
+			continue
 		case IntentSuspect:
 			logger.Info("Node suspected", "node", in.Node, "phi", in.Phi, "threshold", in.Threshold,
 				"sinceLastHeartbeat", in.At.Sub(in.LastHeartbeat), "braked", in.Braked)
@@ -335,7 +338,7 @@ func (c *Controller) dispatch(ctx context.Context, intents []Intent) {
 // marks, whether its pods are to be evicted, and whether the Core has judged
 // it at all.
 func want(st NodeStatus) (w NodeWant, evictPods, judged bool) {
-	w = NodeWant{Phi: st.Phi, Threshold: st.Threshold, LastHeartbeat: st.LastHeartbeat}
+	w = NodeWant{Phi: st.Phi, Threshold: st.Threshold, LastHeartbeat: st.LastHeartbeat, Link: st.Link}
 	switch st.Phase {
 	case PhaseAlive:
 		return w, false, true

@@ -27,9 +27,19 @@ type sim struct {
 	intents []Intent
 }
 
-// with is the default configuration changed by f.
-func with(f func(*CoreConfig)) CoreConfig {
+// fixedRule is the default configuration with the fixed eviction rule (a
+// suspected node is evicted after EvictionConfirm), which these tests
+// exercise with nodes that have no history; adaptive timeouts have their
+// own tests (adaptive_test.go).
+func fixedRule() CoreConfig {
 	c := DefaultCoreConfig()
+	c.Adaptive = false
+	return c
+}
+
+// with is the fixed-rule configuration changed by f.
+func with(f func(*CoreConfig)) CoreConfig {
+	c := fixedRule()
 	f(&c)
 	return c
 }
@@ -94,7 +104,7 @@ func first(in []Intent, kind IntentKind, node string) (Intent, bool) {
 }
 
 func TestJitteryHeartbeatsNeverSuspected(t *testing.T) {
-	s := newSim(t, DefaultCoreConfig(), nil)
+	s := newSim(t, fixedRule(), nil)
 	rng := rand.New(rand.NewPCG(1, 2))
 	// Wi-Fi-like: 1 s ± 100 ms, 5 % of heartbeats 200-600 ms late
 	// (TCP retransmissions), one in 200 a full second late.
@@ -127,7 +137,7 @@ func TestSilentNodeSuspectedInTime(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := newSim(t, DefaultCoreConfig(), m)
+	s := newSim(t, fixedRule(), m)
 	for i := range 5 {
 		s.add(fmt.Sprintf("robot-%d", i), "")
 	}
@@ -210,7 +220,7 @@ roam_eviction_brake_active 0
 }
 
 func TestFlappingNodeBoundedActions(t *testing.T) {
-	s := newSim(t, DefaultCoreConfig(), nil)
+	s := newSim(t, fixedRule(), nil)
 	s.add("steady", "")
 	s.add("flappy", "")
 	s.run(time.Minute)
@@ -248,7 +258,7 @@ func TestBrakeHoldsAndReleases(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := newSim(t, DefaultCoreConfig(), m)
+	s := newSim(t, fixedRule(), m)
 	for i := range 10 {
 		s.add(fmt.Sprintf("a-%d", i), "site-a")
 	}
@@ -303,7 +313,7 @@ func TestBrakeHoldsAndReleases(t *testing.T) {
 }
 
 func TestGlobalBrake(t *testing.T) {
-	s := newSim(t, DefaultCoreConfig(), nil)
+	s := newSim(t, fixedRule(), nil)
 	for i := range 5 {
 		s.add(fmt.Sprintf("r-%d", i), "") // no zones
 	}
@@ -329,7 +339,7 @@ func TestRestartWarmup(t *testing.T) {
 	// A new detector lists 20 live robots (their first heartbeat is the
 	// list), one of which is dead; live robots renew at 1 s from a random
 	// phase.
-	s := newSim(t, DefaultCoreConfig(), nil)
+	s := newSim(t, fixedRule(), nil)
 	rng := rand.New(rand.NewPCG(3, 4))
 	for i := range 20 {
 		n := fmt.Sprintf("r-%d", i)
@@ -355,7 +365,7 @@ func TestRestartWarmup(t *testing.T) {
 }
 
 func TestPerNodeThreshold(t *testing.T) {
-	s := newSim(t, DefaultCoreConfig(), nil)
+	s := newSim(t, fixedRule(), nil)
 	s.add("strict", "")
 	s.add("default", "")
 	s.core.SetThreshold("strict", 3)
@@ -376,7 +386,7 @@ func TestPerNodeThreshold(t *testing.T) {
 func TestForgetAndZones(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m, _ := NewMetrics(reg)
-	s := newSim(t, DefaultCoreConfig(), m)
+	s := newSim(t, fixedRule(), m)
 	s.add("x", "a")
 	s.add("y", "a")
 	s.run(time.Minute)
@@ -595,7 +605,7 @@ func TestWallClockStepChangesNothing(t *testing.T) {
 			}
 			return wallStep(t, base.Add(d), offset)
 		}
-		core, err := NewCore(DefaultCoreConfig(), stamp(0), nil)
+		core, err := NewCore(fixedRule(), stamp(0), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -633,7 +643,7 @@ func TestWallClockStepChangesNothing(t *testing.T) {
 // falls silent again is evicted only once the confirmation has passed
 // again, counted from when it was found silent again.
 func TestSecondSilenceIsConfirmed(t *testing.T) {
-	cfg := DefaultCoreConfig()
+	cfg := fixedRule()
 	s := newSim(t, cfg, nil)
 	for i := range 5 {
 		s.add(fmt.Sprintf("r-%d", i), "site")
@@ -673,7 +683,7 @@ func TestSecondSilenceIsConfirmed(t *testing.T) {
 // retries (the reflector backs off up to 30 s), and a robot still silent
 // then is handled as usual.
 func TestSourceInterruptionSuspectsNothing(t *testing.T) {
-	s := newSim(t, DefaultCoreConfig(), nil)
+	s := newSim(t, fixedRule(), nil)
 	for i := range 4 {
 		s.add(fmt.Sprintf("r-%d", i), fmt.Sprintf("z-%d", i)) // one per zone: only the global brake could hold
 	}
@@ -713,7 +723,7 @@ func TestSourceInterruptionSuspectsNothing(t *testing.T) {
 // SourceResumed while the source flows changes nothing: a silent robot is
 // suspected on time, not a warm-up later.
 func TestSourceResumedWhileFlowingChangesNothing(t *testing.T) {
-	s := newSim(t, DefaultCoreConfig(), nil)
+	s := newSim(t, fixedRule(), nil)
 	for i := range 4 {
 		s.add(fmt.Sprintf("r-%d", i), fmt.Sprintf("z-%d", i))
 	}

@@ -553,11 +553,12 @@ func TestIntegration(t *testing.T) {
 	})
 }
 
-// integrationCore is the default configuration with a short warm-up, and a
-// brake that engages with 2 of 3 robots lost (the default needs 3 suspected
-// nodes).
+// integrationCore is the fixed-rule configuration (robots that just
+// joined have no history for adaptive timeouts) with a short warm-up, and a
+// brake that engages with 2 of 3 robots lost (the default needs 3
+// suspected nodes).
 func integrationCore() CoreConfig {
-	c := DefaultCoreConfig()
+	c := fixedRule()
 	c.Warmup, c.BrakeMinNodes = 3*time.Second, 2
 	return c
 }

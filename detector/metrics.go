@@ -27,6 +27,7 @@ const (
 // interface: the alerts and dashboards query them (docs/design.md, "Metrics"). A nil *Metrics is valid and records nothing.
 type Metrics struct {
 	NodePhi     *NodePhiCollector
+	NodeLink    *NodeLinkCollector
 	Nodes       *prometheus.GaugeVec
 	Heartbeats  prometheus.Counter
 	Suspicions  prometheus.Counter
@@ -43,6 +44,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		NodePhi: &NodePhiCollector{desc: prometheus.NewDesc("roam_node_phi",
 			"Phi-accrual suspicion level of each node, as of the detector's last tick.", []string{"node"}, nil)},
+		NodeLink: newNodeLinkCollector(),
 		Nodes: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "roam_nodes",
 			Help: "Number of nodes the detector tracks, by state (warmup, alive, suspected).",
@@ -85,7 +87,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		m.Nodes.WithLabelValues(s)
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.NodePhi, m.Nodes, m.Heartbeats, m.Suspicions, m.Recoveries,
+		for _, c := range []prometheus.Collector{m.NodePhi, m.NodeLink, m.Nodes, m.Heartbeats, m.Suspicions, m.Recoveries,
 			m.Detection, m.Evictions, m.BrakeActive, m.Redeploy} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("registering detector metrics: %w", err)

@@ -49,7 +49,7 @@ const (
 )
 
 // alerts are roam's alert names (docs/design.md).
-var alerts = []string{"RoamRobotUnreachable", "RoamEvictionBrakeActive", "RoamPolicyInvalid", "RoamRedeploySlow", "RoamDetectorDown", "RoamSchedulerDown"}
+var alerts = []string{"RoamRobotUnreachable", "RoamRobotLinkTooPoor", "RoamEvictionBrakeActive", "RoamPolicyInvalid", "RoamRedeploySlow", "RoamDetectorDown", "RoamSchedulerDown"}
 
 // build runs kustomize on dir, exactly as `kubectl apply -k dir` would.
 func build(t testing.TB, dir string) []*unstructured.Unstructured {

@@ -38,6 +38,7 @@ import (
 	"github.com/roam-dev/roam/detector/contextcheck"
 	"github.com/roam-dev/roam/detector/evict"
 	"github.com/roam-dev/roam/detector/phi"
+	"github.com/roam-dev/roam/detector/silence"
 	"github.com/roam-dev/roam/internal/version"
 	"github.com/roam-dev/roam/policies"
 )
@@ -88,6 +89,11 @@ func parseFlags(fs *flag.FlagSet, args []string) (*options, error) {
 	fs.DurationVar(&o.core.Fence.UnfencedTimeout, "unfenced-timeout", o.core.Fence.UnfencedTimeout, "pods of an unfenced robot whose policies do not accept duplicates are removed this long after its last heartbeat (default: stock Kubernetes' 5m40s)")
 	fs.StringVar(&o.fenceNamespace, "fence-lease-namespace", policies.FenceLeaseNamespace, "namespace of the robots' fence Leases (roam-agent's --fence-lease-namespace)")
 	fs.DurationVar(&o.core.EvictionConfirm, "eviction-confirm", o.core.EvictionConfirm, "evict a suspected node's pods only once it has stayed silent this long past its suspicion (or past being found silent again): fewer false evictions, slower redeploy (see roam-sim's eviction table); 0: at once")
+	fs.BoolVar(&o.core.Adaptive, "adaptive-eviction", o.core.Adaptive, "evict each robot after its own eviction timeout, estimated from its history of silences under --false-eviction-budget; false: after --eviction-confirm past the suspicion")
+	fs.Float64Var(&o.core.Silence.Budget, "false-eviction-budget", o.core.Silence.Budget, "false evictions allowed per 1000 robot-hours: each robot's eviction timeout is the shortest that keeps its own expected false evictions within its share")
+	fs.DurationVar(&o.core.Silence.Floor, "eviction-timeout-floor", o.core.Silence.Floor, "shortest adaptive eviction timeout (silence after the last heartbeat)")
+	fs.DurationVar(&o.core.Silence.Ceiling, "eviction-timeout-ceiling", o.core.Silence.Ceiling, "longest adaptive eviction timeout, and the prior of robots with too little history; a robot whose link needs more is reported as too poor for fast failover")
+	fs.DurationVar(&o.core.Silence.HalfLife, "silence-half-life", o.core.Silence.HalfLife, fmt.Sprintf("half-life of each robot's history of silences (at least %v)", silence.MinHalfLife))
 	fs.DurationVar(&o.core.EvictionDelay, "eviction-delay", o.core.EvictionDelay, "longest a suspected node's eviction waits for the partition brake: it waits only while other nodes about to be suspected could still engage the brake (0: never waits)")
 	fs.Float64Var(&o.limits.NodesPerSecond, "eviction-node-rate", o.limits.NodesPerSecond, "lost robots emptied per second (token bucket, one token per robot)")
 	fs.IntVar(&o.limits.NodeBurst, "eviction-node-burst", o.limits.NodeBurst, "token-bucket burst of --eviction-node-rate, in robots")
@@ -132,6 +138,10 @@ func (o *options) validate() error {
 		{notNeg(o.core.Fence.UnfencedTimeout), "unfenced-timeout", o.core.Fence.UnfencedTimeout, "zero or more (0: as fast as fenced robots, allowing duplicates)"},
 		{o.fenceNamespace != "", "fence-lease-namespace", o.fenceNamespace, "a namespace"},
 		{notNeg(o.core.EvictionConfirm), "eviction-confirm", o.core.EvictionConfirm, "zero or more (0: evict at once)"},
+		{o.core.Silence.Budget > 0 && !math.IsInf(o.core.Silence.Budget, 0), "false-eviction-budget", o.core.Silence.Budget, "a positive number of false evictions per 1000 robot-hours"},
+		{positive(o.core.Silence.Floor), "eviction-timeout-floor", o.core.Silence.Floor, "positive"},
+		{o.core.Silence.Ceiling >= o.core.Silence.Floor, "eviction-timeout-ceiling", o.core.Silence.Ceiling, fmt.Sprintf("at least --eviction-timeout-floor=%v", o.core.Silence.Floor)},
+		{o.core.Silence.HalfLife >= silence.MinHalfLife, "silence-half-life", o.core.Silence.HalfLife, fmt.Sprintf("at least %v: a shorter history holds too few silences to estimate a robot's tail", silence.MinHalfLife)},
 		{notNeg(o.core.EvictionDelay), "eviction-delay", o.core.EvictionDelay, "zero or more (0: never wait)"},
 		{o.limits.NodesPerSecond > 0 && !math.IsInf(o.limits.NodesPerSecond, 0), "eviction-node-rate", o.limits.NodesPerSecond, "a positive number"},
 		{o.limits.NodeBurst >= 1, "eviction-node-burst", o.limits.NodeBurst, "at least 1"},

@@ -68,6 +68,12 @@ func TestFlagErrors(t *testing.T) {
 		"--kube-api-qps=0":                   "--kube-api-qps",
 		"--leader-elect-renew-deadline=20s":  "--leader-elect-renew-deadline",
 		"--leader-elect-lease-duration=-15s": "--leader-elect-lease-duration",
+		"--false-eviction-budget=0":          "--false-eviction-budget=0",
+		"--false-eviction-budget=-1":         "--false-eviction-budget=-1",
+		"--eviction-timeout-floor=0s":        "--eviction-timeout-floor",
+		"--eviction-timeout-floor=20s":       "--eviction-timeout-ceiling=15s: must be at least --eviction-timeout-floor=20s",
+		"--eviction-timeout-ceiling=1s":      "--eviction-timeout-ceiling=1s",
+		"--silence-half-life=5m":             "--silence-half-life=5m0s",
 	} {
 		fs := flag.NewFlagSet("roam-detector", flag.ContinueOnError)
 		_, err := parseFlags(fs, strings.Fields(args))

@@ -41,6 +41,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.Uint64Var(&v.Seed, "seed", v.Seed, "random seed: the same seed gives the same figures")
 	fs.IntVar(&v.Robots, "robots", v.Robots, "number of robots")
 	fs.DurationVar(&v.Duration, "duration", v.Duration, "simulated time")
+	model := fs.String("model", "default", "network model: "+strings.Join(network.ModelNames(), ", ")+" (docs/simulator.md); the network flags below override its parameters")
 	fs.DurationVar(&v.Network.RenewInterval, "renew-interval", v.Network.RenewInterval, "kubelet Lease renew interval (nodeLeaseDurationSeconds / 4)")
 	links := fs.String("links", network.FormatLinks(v.Network.Links), "link classes: name:share:latency=D,jitter=normal|lognormal|pareto,scale=D,shape=F,loss=P,bursts=N (blackouts per hour),burstmean=D;...")
 	fs.Float64Var(&v.Network.DropoutsPerHour, "dropouts-per-hour", v.Network.DropoutsPerHour, "per robot: how often a robot leaves the network")
@@ -53,6 +54,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.DurationVar(&v.Detector.Phi.MinStdDev, "phi-min-stddev", v.Detector.Phi.MinStdDev, "phi standard deviation floor")
 	fs.DurationVar(&v.Detector.Phi.AcceptablePause, "phi-acceptable-pause", v.Detector.Phi.AcceptablePause, "phi acceptable pause (0: none)")
 	fs.DurationVar(&v.Detector.EvictionConfirm, "eviction-confirm", v.Detector.EvictionConfirm, "roam-detector --eviction-confirm: the headline's false evictions (0: evict at suspicion)")
+	fs.BoolVar(&v.Detector.Adaptive, "adaptive-eviction", v.Detector.Adaptive, "roam-detector --adaptive-eviction: per-robot eviction timeouts (the fixed rule also runs on the same trace for comparison)")
+	fs.Float64Var(&v.Detector.Silence.Budget, "false-eviction-budget", v.Detector.Silence.Budget, "roam-detector --false-eviction-budget (per 1000 robot-hours); also the budget of the eviction bound")
+	fs.DurationVar(&v.Detector.Silence.Floor, "eviction-timeout-floor", v.Detector.Silence.Floor, "roam-detector --eviction-timeout-floor")
+	fs.DurationVar(&v.Detector.Silence.Ceiling, "eviction-timeout-ceiling", v.Detector.Silence.Ceiling, "roam-detector --eviction-timeout-ceiling")
+	fs.DurationVar(&v.Detector.Silence.HalfLife, "silence-half-life", v.Detector.Silence.HalfLife, "roam-detector --silence-half-life")
 	fs.IntVar(&v.Detector.RecoverHeartbeats, "recover-heartbeats", v.Detector.RecoverHeartbeats, "roam-detector --recover-heartbeats")
 	fs.DurationVar(&v.Detector.Warmup, "warmup", v.Detector.Warmup, "roam-detector --warmup")
 	fs.DurationVar(&v.Tick, "tick", v.Tick, "how often roam-detector evaluates phi")
@@ -68,8 +74,14 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	var err error
-	if v.Network.Links, err = network.ParseLinks(*links); err != nil {
-		return fmt.Errorf("--links: %w", err)
+	if v.Network, err = withModel(fs, *model, v.Network); err != nil {
+		return err
+	}
+	v.ModelName = *model
+	if set := flagsSet(fs); set["links"] || *model == "default" {
+		if v.Network.Links, err = network.ParseLinks(*links); err != nil {
+			return fmt.Errorf("--links: %w", err)
+		}
 	}
 	if v.Sweep, err = parseFloats(*sweep); err != nil {
 		return fmt.Errorf("--sweep: %w", err)
@@ -146,4 +158,35 @@ func parseFloats(s string) ([]float64, error) {
 		out = append(out, f)
 	}
 	return out, nil
+}
+
+// flagsSet is the set of flags given on the command line.
+func flagsSet(fs *flag.FlagSet) map[string]bool {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	return set
+}
+
+// withModel is the named network model with the network flags given on
+// the command line (in flagged) applied over it; --links is applied by
+// the caller.
+func withModel(fs *flag.FlagSet, name string, flagged network.Model) (network.Model, error) {
+	m, err := network.NamedModel(name)
+	if err != nil {
+		return m, fmt.Errorf("--model: %w", err)
+	}
+	set := flagsSet(fs)
+	for flagName, apply := range map[string]func(){
+		"renew-interval":    func() { m.RenewInterval = flagged.RenewInterval },
+		"dropouts-per-hour": func() { m.DropoutsPerHour = flagged.DropoutsPerHour },
+		"dropout-median":    func() { m.DropoutMedian = flagged.DropoutMedian },
+		"dropout-min":       func() { m.DropoutMin = flagged.DropoutMin },
+		"deaths-per-day":    func() { m.DeathsPerDay = flagged.DeathsPerDay },
+		"repair-time":       func() { m.RepairTime = flagged.RepairTime },
+	} {
+		if set[flagName] {
+			apply()
+		}
+	}
+	return m, nil
 }

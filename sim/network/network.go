@@ -105,6 +105,51 @@ func DefaultModel() Model {
 	}
 }
 
+// ModelNames lists the models NamedModel knows, the default first.
+func ModelNames() []string { return []string{"default", "poor-minority", "harsh"} }
+
+// NamedModel returns a named network model:
+//
+//   - "default": DefaultModel, a managed site network;
+//   - "poor-minority": most robots on clean links, a third on busy ones
+//     (log-normal delays with a longer tail, 2 % loss, 10 blackouts an
+//     hour), and 15 % on poor links: Pareto delays with tail index 3,
+//     3 % loss and a sub-second blackout a minute (mean 400 ms);
+//   - "harsh": a warehouse of metal shelving, where most links are
+//     degraded: 30 % clean, 40 % busy (log-normal shape 1, 3 % loss, 20
+//     blackouts an hour of mean 300 ms), 30 % poor (Pareto tail index 2.5
+//     with scale 300 ms, 5 % loss, 120 blackouts an hour of mean 500 ms),
+//     and robots leaving Wi-Fi once an hour.
+//
+// Dropouts and deaths are DefaultModel's unless said otherwise.
+func NamedModel(name string) (Model, error) {
+	m := DefaultModel()
+	clean := m.Links[0]
+	switch name {
+	case "default":
+	case "poor-minority":
+		clean.Share = 0.52
+		m.Links = []Link{clean,
+			{Name: "busy", Share: 0.33, Latency: 30 * time.Millisecond, Jitter: LogNormal, JitterScale: 80 * time.Millisecond, JitterShape: 0.8,
+				Loss: 0.02, BurstsPerHour: 10, BurstMean: 250 * time.Millisecond},
+			{Name: "poor", Share: 0.15, Latency: 60 * time.Millisecond, Jitter: Pareto, JitterScale: 250 * time.Millisecond, JitterShape: 3,
+				Loss: 0.03, BurstsPerHour: 60, BurstMean: 400 * time.Millisecond},
+		}
+	case "harsh":
+		clean.Share = 0.3
+		m.Links = []Link{clean,
+			{Name: "busy", Share: 0.4, Latency: 40 * time.Millisecond, Jitter: LogNormal, JitterScale: 100 * time.Millisecond, JitterShape: 1,
+				Loss: 0.03, BurstsPerHour: 20, BurstMean: 300 * time.Millisecond},
+			{Name: "poor", Share: 0.3, Latency: 80 * time.Millisecond, Jitter: Pareto, JitterScale: 300 * time.Millisecond, JitterShape: 2.5,
+				Loss: 0.05, BurstsPerHour: 120, BurstMean: 500 * time.Millisecond},
+		}
+		m.DropoutsPerHour = 1
+	default:
+		return Model{}, fmt.Errorf("unknown network model %q (want one of %s)", name, strings.Join(ModelNames(), ", "))
+	}
+	return m, nil
+}
+
 // Validate reports the first nonsensical parameter.
 func (m Model) Validate() error {
 	if m.RenewInterval <= 0 {

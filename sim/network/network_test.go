@@ -2,6 +2,7 @@ package network
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -132,5 +133,22 @@ func TestParseLinksRoundTrip(t *testing.T) {
 	m.Links[0].Jitter = "cauchy"
 	if err := m.Validate(); err == nil {
 		t.Error("unknown jitter accepted")
+	}
+}
+
+// Every named model is valid, and an unknown name is an error naming the
+// known ones.
+func TestNamedModels(t *testing.T) {
+	for _, name := range ModelNames() {
+		m, err := NamedModel(name)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if err := m.Validate(); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if _, err := NamedModel("lunar"); err == nil || !strings.Contains(err.Error(), "poor-minority") {
+		t.Errorf("unknown model: %v", err)
 	}
 }

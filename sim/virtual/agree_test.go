@@ -41,8 +41,11 @@ func TestVirtualDriverAgreesWithFleetCore(t *testing.T) {
 		}
 	}
 	confirm0 := LeaseDetector(4)
-	confirm0.EvictionConfirm, confirm0.RecoverHeartbeats = 0, 5
-	for name, cfg := range map[string]detector.CoreConfig{"defaults": LeaseDetector(4), "no confirmation, 5 to recover": confirm0} {
+	confirm0.Adaptive, confirm0.EvictionConfirm, confirm0.RecoverHeartbeats = false, 0, 5
+	adaptive := LeaseDetector(4)
+	adaptive.Adaptive = true
+	for name, cfg := range map[string]detector.CoreConfig{"defaults": LeaseDetector(4), "adaptive timeouts": adaptive,
+		"fixed rule, no confirmation, 5 to recover": confirm0} {
 		t.Run(name, func(t *testing.T) {
 			const tick = 200 * time.Millisecond
 			epoch := time.Unix(0, 0)

@@ -38,9 +38,14 @@ type Config struct {
 	Duration time.Duration
 	Seed     uint64
 	Network  network.Model
+	// ModelName names Network in the report ("": not named).
+	ModelName string
 	// Detector is roam-detector's configuration (its defaults with the
-	// prior of a 4 s Lease). Its Threshold and EvictionConfirm give the
-	// headline figures.
+	// prior of a 4 s Lease: adaptive eviction timeouts). It gives the
+	// headline figures. When it is adaptive, the same configuration with
+	// the fixed rule (suspicion at Threshold, eviction after
+	// EvictionConfirm: roam-detector --adaptive-eviction=false) runs on the
+	// same trace for comparison.
 	Detector detector.CoreConfig
 	// Tick is how often roam-detector evaluates its nodes (a suspicion
 	// happens at the first tick at which phi ≥ threshold).
@@ -48,11 +53,11 @@ type Config struct {
 	// Sweep lists further thresholds to report (detection vs false
 	// suspicions); each runs its own Core on the same trace.
 	Sweep []float64
-	// EvictAfter lists further eviction confirmations to report:
-	// roam-detector evicts a lone robot's pods once it has stayed silent
-	// this long past its suspicion (--eviction-confirm), so a false
-	// suspicion that ends sooner costs a taint but no eviction. Each runs
-	// its own Core on the same trace.
+	// EvictAfter lists further eviction confirmations of the fixed rule to
+	// report: it evicts a lone robot's pods once it has stayed silent this
+	// long past its suspicion (--eviction-confirm), so a false suspicion
+	// that ends sooner costs a taint but no eviction. Each runs its own
+	// Core on the same trace.
 	EvictAfter []time.Duration
 	// StockGrace and StockPeriod model kube-controller-manager's node
 	// lifecycle controller (--node-monitor-grace-period 50 s, checked every
@@ -187,8 +192,12 @@ type Result struct {
 	// Evicted is roam's evictions at its configuration (Detector): detection
 	// is last heartbeat → eviction, false suspicions are false evictions.
 	Evicted Score
-	// Evictions holds roam's evictions after each Config.EvictAfter
-	// confirmation, scored as Evicted.
+	// Fixed and FixedEvicted are the fixed rule's suspicions and evictions
+	// (today's phi threshold and confirmation; empty when Detector is not
+	// adaptive: Roam and Evicted are then the fixed rule's).
+	Fixed, FixedEvicted Score
+	// Evictions holds the fixed rule's evictions after each
+	// Config.EvictAfter confirmation, scored as Evicted.
 	Evictions []Score
 	// Classes breaks roam's score down by link class, in Network.Links order.
 	Classes []ClassResult
@@ -196,6 +205,10 @@ type Result struct {
 	// could reach on this trace within the false-suspicion budget, and
 	// RoamBound the same at roam's own false-suspicion count.
 	Bound, RoamBound Bound
+	// EvictionBound is the same bound for evictions at the detector's
+	// false-eviction budget (Detector.Silence.Budget), and RoamEvictionBound
+	// at roam's own false-eviction count.
+	EvictionBound, RoamEvictionBound Bound
 	// Elapsed is the wall time the run took (not part of determinism).
 	Elapsed time.Duration
 }
@@ -206,6 +219,13 @@ type ClassResult struct {
 	Robots int
 	// Roam is roam's detector (at Config.Threshold) on this class's robots.
 	Roam Score
+	// Evicted and FixedEvicted are roam's evictions and the fixed rule's.
+	Evicted, FixedEvicted Score
+	// Timeouts are the robots' adaptive eviction timeouts at the end of
+	// the run, sorted; TooPoor counts those whose link needed more than the
+	// ceiling then, Prior those still on the prior.
+	Timeouts       []time.Duration
+	TooPoor, Prior int
 	// LongOutages of this class's robots (detections + missed).
 	LongOutages int
 	// gaps are the class's connected silences by length (gapBin bins).
@@ -301,6 +321,12 @@ func Run(cfg Config) (*Result, error) {
 	thr := cfg.Detector.Threshold
 	res.Roam = total.phi[0].finish(fmt.Sprintf("roam (phi %g)", thr))
 	res.Evicted = total.evicted.finish(fmt.Sprintf("roam (phi %g, evict %s after suspicion)", thr, cfg.Detector.EvictionConfirm))
+	if cfg.Detector.Adaptive {
+		budget := cfg.Detector.Silence.Budget
+		res.Evicted.Name = fmt.Sprintf("roam (adaptive timeouts, budget %g per 1000 robot-hours)", budget)
+		res.Fixed = total.fixed.finish(fmt.Sprintf("fixed rule (phi %g)", thr))
+		res.FixedEvicted = total.fixedEvicted.finish(fmt.Sprintf("fixed rule (phi %g, evict %s after suspicion)", thr, cfg.Detector.EvictionConfirm))
+	}
 	for i, th := range cfg.Sweep {
 		res.Sweep = append(res.Sweep, total.phi[i+1].finish(fmt.Sprintf("phi %g", th)))
 	}
@@ -311,10 +337,19 @@ func Run(cfg Config) (*Result, error) {
 	for i := range total.classes {
 		c := total.classes[i]
 		c.Roam = c.Roam.finish(fmt.Sprintf("roam (phi %g) on %s links", thr, c.Link))
+		c.Evicted = c.Evicted.finish(c.Link)
+		c.FixedEvicted = c.FixedEvicted.finish(c.Link)
+		slices.Sort(c.Timeouts)
 		res.Classes = append(res.Classes, c)
 	}
 	res.Bound = hindsightBound(res.Classes, int(cfg.GoalFalsePer1000h*res.RobotHours/1000))
 	res.RoamBound = hindsightBound(res.Classes, res.Roam.FalseSuspicions)
+	if cfg.Detector.Adaptive {
+		res.EvictionBound = hindsightBound(res.Classes, int(cfg.Detector.Silence.Budget*res.RobotHours/1000))
+	} else {
+		res.EvictionBound = res.Bound
+	}
+	res.RoamEvictionBound = hindsightBound(res.Classes, res.Evicted.FalseSuspicions)
 	res.Elapsed = time.Since(start)
 	return res, nil
 }
@@ -328,6 +363,8 @@ type tally struct {
 	evict        []Score
 	pekko, stock Score
 	evicted      Score
+	// the fixed rule's, when roam's detector is adaptive
+	fixed, fixedEvicted Score
 	// connected silences by length, and long outages' silences so far
 	// (last heartbeat → end of outage), for the rival timeout.
 	gaps                  []int64
@@ -352,6 +389,8 @@ func (t *tally) merge(o *tally) {
 	}
 	t.pekko.add(&o.pekko)
 	t.evicted.add(&o.evicted)
+	t.fixed.add(&o.fixed)
+	t.fixedEvicted.add(&o.fixedEvicted)
 	for i := range t.evict {
 		t.evict[i].add(&o.evict[i])
 	}
@@ -366,6 +405,11 @@ func (t *tally) merge(o *tally) {
 		c.Robots += oc.Robots
 		c.LongOutages += oc.LongOutages
 		c.Roam.add(&oc.Roam)
+		c.Evicted.add(&oc.Evicted)
+		c.FixedEvicted.add(&oc.FixedEvicted)
+		c.Timeouts = append(c.Timeouts, oc.Timeouts...)
+		c.TooPoor += oc.TooPoor
+		c.Prior += oc.Prior
 		for b, n := range oc.gaps {
 			c.gaps[b] += n
 		}
@@ -420,14 +464,16 @@ func simulateRobot(cfg *Config, i int, t *tally) {
 	robot := cfg.Network.NewRobot(cfg.Seed, i, cfg.Duration)
 	class := &t.classes[slices.IndexFunc(cfg.Network.Links, func(l network.Link) bool { return l.Name == robot.Link.Name })]
 	class.Robots++
-	// This robot's share of roam's score is what it appends to the tally.
-	detections, falses, longs := len(t.phi[0].Detections), t.phi[0].FalseSuspicions, t.longOutages
-	missed, short := t.phi[0].Missed, t.phi[0].ShortDetected
+	// This robot's share of each score is what it appends to the tally.
+	longs := t.longOutages
+	shares := []share{{fleet: &t.phi[0], class: &class.Roam}, {fleet: &t.evicted, class: &class.Evicted}, {fleet: &t.fixedEvicted, class: &class.FixedEvicted}}
+	for i := range shares {
+		shares[i].mark()
+	}
 	defer func() {
-		class.Roam.Detections = append(class.Roam.Detections, t.phi[0].Detections[detections:]...)
-		class.Roam.FalseSuspicions += t.phi[0].FalseSuspicions - falses
-		class.Roam.Missed += t.phi[0].Missed - missed
-		class.Roam.ShortDetected += t.phi[0].ShortDetected - short
+		for i := range shares {
+			shares[i].settle()
+		}
 		class.LongOutages += t.longOutages - longs
 	}()
 	pekkoCfg, pekkoThreshold := PekkoConfig()
@@ -444,9 +490,12 @@ func simulateRobot(cfg *Config, i int, t *tally) {
 	r.scores = append(r.scores, &t.pekko)
 	r.stockScore = len(r.scores)
 	r.scores = append(r.scores, &t.stock, &t.evicted)
+	evictAfter := len(r.scores)
 	for k := range t.evict {
 		r.scores = append(r.scores, &t.evict[k])
 	}
+	fixed := len(r.scores)
+	r.scores = append(r.scores, &t.fixed, &t.fixedEvicted)
 	r.open = make([]verdict, len(r.scores))
 	// roam's Cores: the configured one (suspicions and evictions), one per
 	// further threshold (suspicions), one per further confirmation
@@ -457,10 +506,15 @@ func simulateRobot(cfg *Config, i int, t *tally) {
 		c.Threshold = th
 		r.addCore(c, 1+k, -1)
 	}
+	if cfg.Detector.Adaptive {
+		c := cfg.Detector
+		c.Adaptive = false
+		r.addCore(c, fixed, fixed+1)
+	}
 	for k, d := range cfg.EvictAfter {
 		c := cfg.Detector
-		c.EvictionConfirm = d
-		r.addCore(c, -1, r.stockScore+2+k)
+		c.Adaptive, c.EvictionConfirm = false, d
+		r.addCore(c, -1, evictAfter+k)
 	}
 	have := false
 	for {
@@ -483,6 +537,35 @@ func simulateRobot(cfg *Config, i int, t *tally) {
 		r.silence(cfg.Duration)
 	}
 	r.closeOutagesBefore(cfg.Duration + 1)
+	if cfg.Detector.Adaptive {
+		st := r.cores[0].core.Status(robotNode, r.epoch.Add(cfg.Duration)).Link
+		class.Timeouts = append(class.Timeouts, st.EvictionTimeout)
+		if st.TooPoor {
+			class.TooPoor++
+		}
+		if st.Prior {
+			class.Prior++
+		}
+	}
+}
+
+// share is one robot's part of a fleet score, copied to its class's.
+type share struct {
+	fleet, class                         *Score
+	detections, falses, missed, detected int
+}
+
+// mark notes where the robot's part of the fleet score starts.
+func (s *share) mark() {
+	s.detections, s.falses, s.missed, s.detected = len(s.fleet.Detections), s.fleet.FalseSuspicions, s.fleet.Missed, s.fleet.ShortDetected
+}
+
+// settle adds the robot's part of the fleet score to its class's.
+func (s *share) settle() {
+	s.class.Detections = append(s.class.Detections, s.fleet.Detections[s.detections:]...)
+	s.class.FalseSuspicions += s.fleet.FalseSuspicions - s.falses
+	s.class.Missed += s.fleet.Missed - s.missed
+	s.class.ShortDetected += s.fleet.ShortDetected - s.detected
 }
 
 // robotNode is the node name of a robot in its Cores.

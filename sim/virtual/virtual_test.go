@@ -17,6 +17,14 @@ func small() Config {
 	return c
 }
 
+// smallAdaptive is small with adaptive eviction timeouts on, so the fixed
+// rule runs beside them on the same trace.
+func smallAdaptive() Config {
+	c := small()
+	c.Detector.Adaptive = true
+	return c
+}
+
 func TestSameSeedSameFigures(t *testing.T) {
 	a, err := Run(small())
 	if err != nil {
@@ -156,16 +164,26 @@ func TestHindsightBound(t *testing.T) {
 // suspicion of roam's fleet-wide score, and roam can never beat the bound
 // at its own false-suspicion rate.
 func TestClassesAddUp(t *testing.T) {
-	res, err := Run(small())
+	res, err := Run(smallAdaptive())
 	if err != nil {
 		t.Fatal(err)
 	}
-	var robots, detections, falses, longs int
+	var robots, detections, falses, longs, timeouts int
+	var evictions, fixed Score
 	for _, c := range res.Classes {
 		robots += c.Robots
 		detections += len(c.Roam.Detections)
 		falses += c.Roam.FalseSuspicions
 		longs += c.LongOutages
+		timeouts += len(c.Timeouts)
+		evictions.add(&c.Evicted)
+		fixed.add(&c.FixedEvicted)
+	}
+	if len(evictions.Detections) != len(res.Evicted.Detections) || evictions.FalseSuspicions != res.Evicted.FalseSuspicions ||
+		len(fixed.Detections) != len(res.FixedEvicted.Detections) || fixed.FalseSuspicions != res.FixedEvicted.FalseSuspicions || timeouts != robots {
+		t.Errorf("class evictions add up to %d detections, %d false (fixed rule %d, %d), %d timeouts; fleet: %d, %d (%d, %d), %d robots",
+			len(evictions.Detections), evictions.FalseSuspicions, len(fixed.Detections), fixed.FalseSuspicions, timeouts,
+			len(res.Evicted.Detections), res.Evicted.FalseSuspicions, len(res.FixedEvicted.Detections), res.FixedEvicted.FalseSuspicions, robots)
 	}
 	if robots != res.Config.Robots || detections != len(res.Roam.Detections) || falses != res.Roam.FalseSuspicions || longs != res.LongOutages {
 		t.Fatalf("classes add up to %d robots, %d detections, %d false, %d outages; fleet: %d, %d, %d, %d",
@@ -181,10 +199,11 @@ func TestClassesAddUp(t *testing.T) {
 	}
 }
 
-// A longer eviction confirmation evicts later and never more often falsely;
-// without one, evictions are exactly roam's suspicions.
+// Under the fixed rule a longer eviction confirmation evicts later and
+// never more often falsely; without one, evictions are exactly the fixed
+// rule's suspicions.
 func TestEvictionConfirmationTrade(t *testing.T) {
-	cfg := small()
+	cfg := smallAdaptive()
 	cfg.EvictAfter = []time.Duration{0, 400 * time.Millisecond, 800 * time.Millisecond, time.Second}
 	res, err := Run(cfg)
 	if err != nil {
@@ -193,9 +212,9 @@ func TestEvictionConfirmationTrade(t *testing.T) {
 	if len(res.Evictions) < 2 || res.Config.EvictAfter[0] != 0 {
 		t.Fatalf("want a sweep starting at 0, got %v", res.Config.EvictAfter)
 	}
-	if e := res.Evictions[0]; e.FalseSuspicions != res.Roam.FalseSuspicions || e.Percentile(99) != res.Roam.Percentile(99) {
+	if e := res.Evictions[0]; e.FalseSuspicions != res.Fixed.FalseSuspicions || e.Percentile(99) != res.Fixed.Percentile(99) {
 		t.Errorf("evicting at suspicion: %d false, p99 %v; suspicions: %d, %v", e.FalseSuspicions, e.Percentile(99),
-			res.Roam.FalseSuspicions, res.Roam.Percentile(99))
+			res.Fixed.FalseSuspicions, res.Fixed.Percentile(99))
 	}
 	for i := 1; i < len(res.Evictions); i++ {
 		lo, hi := res.Evictions[i-1], res.Evictions[i]
@@ -204,14 +223,14 @@ func TestEvictionConfirmationTrade(t *testing.T) {
 				lo.Name, lo.FalseSuspicions, lo.Percentile(99))
 		}
 	}
-	// The headline's evictions are the configured confirmation's (800 ms).
-	if e, c := res.Evicted, res.Evictions[2]; e.FalseSuspicions != c.FalseSuspicions || e.Percentile(99) != c.Percentile(99) {
-		t.Errorf("headline evictions (%d false, p99 %v) differ from the 800 ms row (%d, %v)", e.FalseSuspicions, e.Percentile(99), c.FalseSuspicions, c.Percentile(99))
+	// The fixed rule's evictions are the configured confirmation's (800 ms).
+	if e, c := res.FixedEvicted, res.Evictions[2]; e.FalseSuspicions != c.FalseSuspicions || e.Percentile(99) != c.Percentile(99) {
+		t.Errorf("fixed-rule evictions (%d false, p99 %v) differ from the 800 ms row (%d, %v)", e.FalseSuspicions, e.Percentile(99), c.FalseSuspicions, c.Percentile(99))
 	}
 	last := res.Evictions[len(res.Evictions)-1]
-	if last.FalseSuspicions >= res.Roam.FalseSuspicions {
+	if last.FalseSuspicions >= res.Fixed.FalseSuspicions {
 		t.Errorf("a %s confirmation filtered no false suspicion (%d of %d)", res.Config.EvictAfter[len(res.Evictions)-1],
-			last.FalseSuspicions, res.Roam.FalseSuspicions)
+			last.FalseSuspicions, res.Fixed.FalseSuspicions)
 	}
 }
 
@@ -234,7 +253,7 @@ func TestPercentileIsNotTheMaximum(t *testing.T) {
 // The report ends with the headline lines in their fixed form, false
 // evictions included, and says what it does not model.
 func TestReportHeadline(t *testing.T) {
-	cfg := small()
+	cfg := smallAdaptive()
 	cfg.Robots, cfg.Duration = 20, time.Hour
 	res, err := Run(cfg)
 	if err != nil {
@@ -250,6 +269,10 @@ func TestReportHeadline(t *testing.T) {
 		`(?m)^false suspicions per 1000 robot-hours: \d+\.\d{3}$`,
 		`(?m)^false evictions per 1000 robot-hours: \d+\.\d{3}$`,
 		`(?m)^fixed-timeout rival detection p99: \d+\.\d\d s$`,
+		`(?m)^budget: 1 false evictions per 1000 robot-hours$`,
+		`(?m)^eviction p99: \d+\.\d\d s$`,
+		`(?m)^hindsight bound for evictions at the budget: (\d+\.\d\d s|not reachable by per-class timeouts)$`,
+		`(?m)^fixed-phi false evictions per 1000 robot-hours: \d+\.\d{3}$`,
 		`partition brake`,
 	} {
 		if !regexp.MustCompile(re).MatchString(out) {
