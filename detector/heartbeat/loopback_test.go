@@ -319,4 +319,3 @@ func TestReceiverDropsBadDatagramsByReason(t *testing.T) {
 	n := r.count("robot-a")
 	waitFor(t, "heartbeats after the garbage", func() bool { return r.count("robot-a") >= n+3 })
 }
-

@@ -69,7 +69,7 @@ func TestTokenReviewProvesTheAgentsNode(t *testing.T) {
 	rejected := map[string]string{
 		"unbound token of the agent's ServiceAccount": podToken(ctx, t, cs, ns, "roam-agent", ""),
 		"another ServiceAccount's pod-bound token":    podToken(ctx, t, cs, ns, "app", "robot-a"),
-		"garbage":                                     "not-a-token",
+		"garbage": "not-a-token",
 	}
 	for what, tok := range rejected {
 		if node, err := auth.Authenticate(ctx, tok); !errors.Is(err, heartbeat.ErrUnauthenticated) {
