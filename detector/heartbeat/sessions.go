@@ -141,17 +141,18 @@ func (s *Sessions) AppendAck(buf []byte, d wire.Datagram) ([]byte, bool) {
 	return e.mac.Append(buf, d), true
 }
 
-// Sweep forgets the sessions expired at now.
-func (s *Sessions) Sweep(now time.Time) {
+// Sweep forgets the sessions expired at now and returns the nodes left
+// without any: their robots are judged by their Lease again.
+func (s *Sessions) Sweep(now time.Time) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.sweepLocked(now)
-}
-
-func (s *Sessions) sweepLocked(now time.Time) {
+	var ended []string
 	for node := range s.byNode {
-		s.sweepNode(node, now)
+		if s.sweepNode(node, now) == nil {
+			ended = append(ended, node)
+		}
 	}
+	return ended
 }
 
 // sweepNode forgets node's sessions expired at now and returns the rest.

@@ -88,7 +88,9 @@ func TestSessionsExpireAndRotate(t *testing.T) {
 	if _, _, r := s.Open(heartbeat(second, 2), clk.Now()); r != wire.DropNone {
 		t.Errorf("current session: %v", r)
 	}
-	s.Sweep(clk.Now())
+	if ended := s.Sweep(clk.Now()); len(ended) != 0 {
+		t.Errorf("sweep ended %v while robot-a has a live session", ended)
+	}
 	if n := s.Len(); n != 1 {
 		t.Errorf("%d sessions after the sweep, want 1", n)
 	}
@@ -102,6 +104,10 @@ func TestSessionsExpireAndRotate(t *testing.T) {
 		if _, _, r := s.Open(heartbeat(ses, 1), clk.Now()); r != wire.DropNone {
 			t.Errorf("newer session: %v", r)
 		}
+	}
+	clk.Step(time.Minute)
+	if ended := s.Sweep(clk.Now()); len(ended) != 1 || ended[0] != "robot-a" || s.Len() != 0 {
+		t.Errorf("sweep after every session expired: ended %v, %d left; want [robot-a], 0", ended, s.Len())
 	}
 }
 
