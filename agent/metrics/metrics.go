@@ -13,6 +13,9 @@ type Metrics struct {
 	StateErrors *prometheus.CounterVec
 	// Devices is the number of devices per class and health.
 	Devices *prometheus.GaugeVec
+	// HeartbeatsSent counts direct heartbeat datagrams sent (one per
+	// detector replica per interval); Acks the leader's acknowledgements.
+	HeartbeatsSent, Acks prometheus.Counter
 }
 
 // New creates the agent's metrics and registers them on reg.
@@ -30,7 +33,15 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "roam_agent_devices",
 			Help: "Devices the agent's device plugin offers, by class and health (healthy, unhealthy).",
 		}, []string{"class", "health"}),
+		HeartbeatsSent: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "roam_agent_heartbeats_sent_total",
+			Help: "Direct heartbeat datagrams sent to roam-detector replicas.",
+		}),
+		Acks: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "roam_agent_acks_total",
+			Help: "Acknowledgements of direct heartbeats received from the leading roam-detector.",
+		}),
 	}
-	reg.MustRegister(m.Publishes, m.StateErrors, m.Devices)
+	reg.MustRegister(m.Publishes, m.StateErrors, m.Devices, m.HeartbeatsSent, m.Acks)
 	return m
 }
