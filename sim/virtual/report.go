@@ -94,11 +94,18 @@ func (r *Result) WriteMarkdown(w io.Writer) error {
 		fmt.Fprintf(&b, "\nAt roam's own %d false suspicions the bound is a p99 of %.2f s; roam reaches %.2f s, checking every %s.\n",
 			r.Roam.FalseSuspicions, r.RoamBound.P99.Seconds(), r.Roam.Percentile(99).Seconds(), c.Tick)
 	}
+	if r.Direct != nil {
+		r.writeDirect(&b)
+	}
 	fmt.Fprintf(&b, "\n## Headline\n\n```\n")
 	fmt.Fprintf(&b, "detection p99: %.2f s\n", r.Roam.Percentile(99).Seconds())
 	fmt.Fprintf(&b, "false suspicions per 1000 robot-hours: %.3f\n", r.Roam.FalsePer1000h(r.RobotHours))
 	fmt.Fprintf(&b, "false evictions per 1000 robot-hours: %.3f\n", r.Evicted.FalsePer1000h(r.RobotHours))
 	fmt.Fprintf(&b, "fixed-timeout rival detection p99: %.2f s\n", r.Rival.Percentile(99).Seconds())
+	if d := r.Direct; d != nil {
+		fmt.Fprintf(&b, "direct detection p99: %.2f s\n", d.Roam.Percentile(99).Seconds())
+		fmt.Fprintf(&b, "direct false evictions per 1000 robot-hours: %.3f\n", d.Evicted.FalsePer1000h(d.RobotHours))
+	}
 	fmt.Fprintf(&b, "```\n")
 	_, err := io.WriteString(w, b.String())
 	return err
@@ -108,4 +115,40 @@ func (r *Result) scoreRow(b *strings.Builder, s *Score) {
 	fmt.Fprintf(b, "| %s | %.2f s | %.2f s | %d | %d of %d | %d | %.3f |\n", s.Name,
 		s.Percentile(50).Seconds(), s.Percentile(99).Seconds(), s.Missed, s.ShortDetected, r.ShortOutages,
 		s.FalseSuspicions, s.FalsePer1000h(r.RobotHours))
+}
+
+// writeDirect writes the direct-heartbeat section.
+func (r *Result) writeDirect(b *strings.Builder) {
+	c, d := r.Config, r.Direct
+	p := c.Detector.DirectPhi
+	fmt.Fprintf(b, "\n## Direct heartbeats (the first %d robots, the same ground truth)\n\n", d.Robots)
+	fmt.Fprintf(b, "The same robots send a UDP datagram every %s; each is delayed by its link's latency and jitter and by the delay spike it is sent in, "+
+		"lost independently with the link's loss, and lost during the robot's outages and blackouts. A datagram overtaken by a later one is dropped, "+
+		"as the detector's replay window does. roam-detector judges them with its direct window (window %d, min σ %s, acceptable pause %s, "+
+		"longest recorded interval %s, threshold %g, eviction confirmation %s, tick %s).\n\n",
+		c.DirectInterval, p.Window, p.MinStdDev, p.AcceptablePause, p.MaxInterval, c.Detector.Threshold, c.Detector.EvictionConfirm, c.Tick)
+	fmt.Fprintf(b, "| quantity | value |\n|---|---|\n")
+	fmt.Fprintf(b, "| robot-hours | %.0f |\n", d.RobotHours)
+	fmt.Fprintf(b, "| delay spikes | %g per robot-hour, length mean %s, delay mean %s (both paths) |\n", c.Network.SpikesPerHour, c.Network.SpikeLength, c.Network.SpikeDelay)
+	fmt.Fprintf(b, "| datagrams sent / accepted / lost / overtaken | %d / %d / %d / %d |\n", d.Sent, d.Datagrams, d.Lost, d.Overtaken)
+	fmt.Fprintf(b, "| Lease writes per second per 1,000 robots, renewing every %s (today) | %.1f |\n", c.Network.RenewInterval, r.LeaseWritesPer1000)
+	fmt.Fprintf(b, "| Lease writes per second per 1,000 robots, renewing every %s (with the agent) | %.1f |\n", c.DirectLeaseInterval, d.LeaseWritesPer1000)
+	fmt.Fprintf(b, "\n| detector | detection p50 | detection p99 | missed | shorter outages caught | false | per 1000 robot-hours |\n|---|---|---|---|---|---|---|\n")
+	for _, s := range []*Score{&d.Roam, &d.Evicted} {
+		fmt.Fprintf(b, "| %s | %.2f s | %.2f s | %d | %d | %d | %.3f |\n", s.Name,
+			s.Percentile(50).Seconds(), s.Percentile(99).Seconds(), s.Missed, s.ShortDetected, s.FalseSuspicions, s.FalsePer1000h(d.RobotHours))
+	}
+	fmt.Fprintf(b, "\n| link | robots | detection p99 | false suspicions | live silences > 1 s | > 1.5 s | > 2 s | > 3 s |\n|---|---|---|---|---|---|---|---|\n")
+	for i := range d.Classes {
+		k := &d.Classes[i]
+		fmt.Fprintf(b, "| %s | %d | %.2f s | %d | %d | %d | %d | %d |\n", k.Link, k.Robots, k.Roam.Percentile(99).Seconds(), k.Roam.FalseSuspicions,
+			k.FalseLongerThan(time.Second), k.FalseLongerThan(1500*time.Millisecond), k.FalseLongerThan(2*time.Second), k.FalseLongerThan(3*time.Second))
+	}
+	fmt.Fprintf(b, "\nHindsight bound of the direct path: per link class the silence threshold, chosen on this very trace, ")
+	fmt.Fprintf(b, "with at most %g live silences longer per 1000 robot-hours (%d on this run) — no detector that sees only arrivals evicts faster at that false-eviction rate: ", c.GoalFalseEvictionsPer1000h, d.Bound.Budget)
+	if d.Bound.Feasible {
+		fmt.Fprintf(b, "p99 **%.2f s** (%d live silences longer).\n", d.Bound.P99.Seconds(), d.Bound.FalseSuspicions)
+	} else {
+		fmt.Fprintf(b, "no per-class thresholds reach the budget on this run.\n")
+	}
 }
