@@ -6,39 +6,16 @@ import (
 	"testing"
 	"time"
 
-	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/clock"
-	"k8s.io/utils/ptr"
 
 	"github.com/roam-dev/roam/detector/heartbeat"
 	"github.com/roam-dev/roam/internal/controlplane"
 	"github.com/roam-dev/roam/internal/controlplane/cptest"
 	"github.com/roam-dev/roam/internal/heartbeat/wire"
+	"github.com/roam-dev/roam/internal/testutil"
 )
-
-// podToken returns a token of ServiceAccount ns/sa bound to a new pod on
-// node (as the kubelet's projected token is), or unbound when node is "".
-func podToken(ctx context.Context, t *testing.T, cs kubernetes.Interface, ns, sa, node string) string {
-	t.Helper()
-	req := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600)}}
-	if node != "" {
-		pod, err := cs.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{GenerateName: sa + "-"},
-			Spec: corev1.PodSpec{NodeName: node, ServiceAccountName: sa, Containers: []corev1.Container{{Name: "c", Image: "agent"}}}},
-			metav1.CreateOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Spec.BoundObjectRef = &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID}
-	}
-	tr, err := cs.CoreV1().ServiceAccounts(ns).CreateToken(ctx, sa, req, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tr.Status.Token
-}
 
 // The API server's TokenReview proves an agent's node only with a token of
 // the agent's ServiceAccount bound to a pod on that node; when the API
@@ -62,13 +39,13 @@ func TestTokenReviewProvesTheAgentsNode(t *testing.T) {
 	}
 	auth := &heartbeat.TokenReviewer{Reviews: cs.AuthenticationV1().TokenReviews()}
 
-	node, err := auth.Authenticate(ctx, podToken(ctx, t, cs, ns, "roam-agent", "robot-a"))
+	node, err := auth.Authenticate(ctx, testutil.PodBoundToken(ctx, t, cs, ns, "roam-agent", "robot-a"))
 	if err != nil || node != "robot-a" {
 		t.Fatalf("the agent's pod-bound token on robot-a proves %q, %v; want robot-a", node, err)
 	}
 	rejected := map[string]string{
-		"unbound token of the agent's ServiceAccount": podToken(ctx, t, cs, ns, "roam-agent", ""),
-		"another ServiceAccount's pod-bound token":    podToken(ctx, t, cs, ns, "app", "robot-a"),
+		"unbound token of the agent's ServiceAccount": testutil.PodBoundToken(ctx, t, cs, ns, "roam-agent", ""),
+		"another ServiceAccount's pod-bound token":    testutil.PodBoundToken(ctx, t, cs, ns, "app", "robot-a"),
 		"garbage": "not-a-token",
 	}
 	for what, tok := range rejected {
@@ -83,7 +60,7 @@ func TestTokenReviewProvesTheAgentsNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tokenB := podToken(ctx, t, cs, ns, "roam-agent", "robot-b")
+	tokenB := testutil.PodBoundToken(ctx, t, cs, ns, "roam-agent", "robot-b")
 	if err := cp.StopAPIServer(ctx); err != nil {
 		t.Fatal(err)
 	}
