@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/netip"
 	"sync"
 	"testing"
 	"time"
@@ -129,7 +128,7 @@ func startReplica(t *testing.T, auth heartbeat.Authenticator, httpAddr, udpAddr 
 			r.beats[node]++
 			r.mu.Unlock()
 		},
-		OnDrop: func(reason wire.DropReason, _ netip.AddrPort) {
+		OnDrop: func(reason wire.DropReason) {
 			r.mu.Lock()
 			r.drops[reason]++
 			r.mu.Unlock()
@@ -318,4 +317,14 @@ func TestReceiverDropsBadDatagramsByReason(t *testing.T) {
 	}
 	n := r.count("robot-a")
 	waitFor(t, "heartbeats after the garbage", func() bool { return r.count("robot-a") >= n+3 })
+}
+
+// A receiver on every address (":port", a dual-stack socket where the host
+// has IPv6) hears IPv4 agents and acknowledges them.
+func TestReceiverOnAllAddresses(t *testing.T) {
+	r := startReplica(t, tokens{"token-a": "robot-a"}, "", ":0")
+	r.gate.Renewed(time.Now())
+	var got acks
+	startAgent(t, "robot-a", "token-a", got.on, r.addr)
+	waitFor(t, "heartbeats and acks", func() bool { n, _ := got.get(); return r.count("robot-a") >= 3 && n >= 3 })
 }
