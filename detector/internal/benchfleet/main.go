@@ -11,6 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -35,7 +36,19 @@ func main() {
 	garbage := flag.Float64("garbage", 0, "direct: extra garbage datagrams, as a fraction of the heartbeats")
 	sender := flag.Bool("sender", false, "internal: run as the direct benchmark's sending child process")
 	target := flag.String("target", "", "internal: the sender's destination")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the measured process to this file")
 	flag.Parse()
+	if *cpuProfile != "" && !*sender {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "benchfleet: -cpuprofile:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	var err error
 	switch {
 	case *sender:
@@ -46,6 +59,7 @@ func main() {
 		err = run(*nodes, *window, *settle, *tick)
 	}
 	if err != nil {
+		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "benchfleet:", err)
 		os.Exit(1)
 	}
