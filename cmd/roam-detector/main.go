@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -71,6 +72,8 @@ type options struct {
 type heartbeatOptions struct {
 	udp, sessions string
 	tlsSecret     string
+	certFile      string
+	keyFile       string
 	dnsNames      string
 	sessionTTL    time.Duration
 	users         string
@@ -111,6 +114,8 @@ func parseFlags(fs *flag.FlagSet, args []string) (*options, error) {
 	fs.StringVar(&o.hb.udp, "heartbeat-listen", "", "UDP address receiving roam-agent's direct heartbeats, e.g. :9470 (empty: off; robots are judged by their Leases)")
 	fs.StringVar(&o.hb.sessions, "heartbeat-session-listen", ":9443", "HTTPS address where agents open heartbeat sessions")
 	fs.StringVar(&o.hb.tlsSecret, "heartbeat-tls-secret", "roam-detector-heartbeat-tls", "kubernetes.io/tls Secret (in --leader-elect-namespace) with the session endpoint's certificate; created self-signed on first start")
+	fs.StringVar(&o.hb.certFile, "heartbeat-tls-cert-file", "", "PEM certificate of the session endpoint (with --heartbeat-tls-key-file; e.g. a mounted Secret): used instead of --heartbeat-tls-secret, so the detector needs no access to Secrets")
+	fs.StringVar(&o.hb.keyFile, "heartbeat-tls-key-file", "", "PEM private key of --heartbeat-tls-cert-file")
 	fs.StringVar(&o.hb.dnsNames, "heartbeat-tls-dns-names", "roam-detector-heartbeat.roam-system.svc,roam-detector-heartbeat.roam-system.svc.cluster.local", "comma-separated DNS names of a certificate created self-signed")
 	fs.DurationVar(&o.hb.sessionTTL, "heartbeat-session-ttl", heartbeat.DefaultSessionTTL, "lifetime of a heartbeat session (agents open the next one halfway)")
 	fs.StringVar(&o.hb.users, "heartbeat-agent-users", heartbeat.DefaultAgentUser, "comma-separated usernames whose pod-bound tokens may open heartbeat sessions")
@@ -159,7 +164,8 @@ func (o *options) validate() error {
 		{positive(o.leRetry) && o.leRetry < o.leRenew, "leader-elect-retry-period", o.leRetry, "positive and shorter than --leader-elect-renew-deadline"},
 		{positive(o.hb.sessionTTL), "heartbeat-session-ttl", o.hb.sessionTTL, "positive"},
 		{o.hb.udp == "" || o.hb.sessions != "", "heartbeat-session-listen", o.hb.sessions, "set when --heartbeat-listen is"},
-		{o.hb.udp == "" || o.hb.tlsSecret != "", "heartbeat-tls-secret", o.hb.tlsSecret, "set when --heartbeat-listen is"},
+		{o.hb.udp == "" || o.hb.tlsSecret != "" || o.hb.certFile != "", "heartbeat-tls-secret", o.hb.tlsSecret, "set when --heartbeat-listen is and no --heartbeat-tls-cert-file is"},
+		{(o.hb.certFile == "") == (o.hb.keyFile == ""), "heartbeat-tls-key-file", o.hb.keyFile, "given together with --heartbeat-tls-cert-file"},
 	}
 	for _, c := range checks {
 		if !c.ok {
@@ -388,8 +394,13 @@ func newElector(o *options, client kubernetes.Interface, recorder record.EventRe
 func startHeartbeats(ctx context.Context, o *options, client kubernetes.Interface, reg prometheus.Registerer,
 	core *detector.Core, acking func(time.Time) bool) error {
 	clk := clock.RealClock{}
-	cert, _, err := heartbeat.EnsureCertificate(ctx, client.CoreV1().Secrets(o.leNamespace), o.hb.tlsSecret, splitList(o.hb.dnsNames), time.Now())
-	if err != nil {
+	var cert tls.Certificate
+	var err error
+	if o.hb.certFile != "" {
+		if cert, err = tls.LoadX509KeyPair(o.hb.certFile, o.hb.keyFile); err != nil {
+			return fmt.Errorf("--heartbeat-tls-cert-file, --heartbeat-tls-key-file: %w", err)
+		}
+	} else if cert, _, err = heartbeat.EnsureCertificate(ctx, client.CoreV1().Secrets(o.leNamespace), o.hb.tlsSecret, splitList(o.hb.dnsNames), time.Now()); err != nil {
 		return err
 	}
 	sessions := heartbeat.NewSessions(clk, o.hb.sessionTTL, nil)
