@@ -138,10 +138,12 @@ bench-scheduler: tools ## roam vs stock kube-scheduler (mixed fleet) and roam's 
 	$(GO) run ./scheduler/bench -nodes $(or $(NODES),5000) -pods $(or $(PODS),10000) $(if $(ORDER),-order $(ORDER)) $(if $(FLEETS),-fleets $(FLEETS))
 
 bench-detector: NODES ?= 10000
-bench-detector: ## detector CPU/RSS/sweep at 10,000 nodes @1Hz (NODES)
+bench-detector: ## detector CPU/RSS/sweep at 10,000 nodes @1Hz (Leases) and @10Hz (direct UDP, with 10 % garbage, then clean) (NODES)
 	$(GO) test -run '^$$' -bench 'Heartbeat|Phi' -benchmem ./detector/phi
 	$(GO) test -run '^$$' -bench 'LeaseUpdate|Tick' -benchmem ./detector
 	$(GO) run ./detector/internal/benchfleet -nodes $(NODES)
+	$(GO) run ./detector/internal/benchfleet -direct -garbage 0.1 -nodes $(NODES)
+	$(GO) run ./detector/internal/benchfleet -direct -nodes $(NODES)
 
 lint: ## gofmt and go vet must be clean
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -12,6 +12,7 @@ require (
 	github.com/spf13/cobra v1.9.1
 	go.yaml.in/yaml/v3 v3.0.4
 	golang.org/x/sys v0.31.0
+	golang.org/x/net v0.38.0
 	golang.org/x/time v0.9.0
 	k8s.io/api v0.34.7
 	k8s.io/apimachinery v0.34.7
@@ -104,7 +105,6 @@ require (
 	go.yaml.in/yaml/v2 v2.4.2 // indirect
 	golang.org/x/crypto v0.36.0 // indirect
 	golang.org/x/exp v0.0.0-20250103183323-7d7fa50e5329 // indirect
-	golang.org/x/net v0.38.0 // indirect
 	golang.org/x/oauth2 v0.27.0 // indirect
 	golang.org/x/sync v0.12.0 // indirect
 	golang.org/x/term v0.30.0 // indirect

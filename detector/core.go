@@ -76,9 +76,12 @@ const (
 // Warmup, EvictionDelay or EvictionConfirm is a legal value (none), not a
 // request for the default.
 type CoreConfig struct {
-	// Phi configures each node's detector; FirstInterval is the prior for
-	// nodes whose renewal interval is unknown.
+	// Phi configures each node's Lease (or Node) window; FirstInterval is
+	// the prior for nodes whose renewal interval is unknown.
 	Phi phi.Config
+	// DirectPhi configures each node's window of direct heartbeats
+	// (DefaultDirectPhi).
+	DirectPhi phi.Config
 	// Threshold is the default suspicion threshold (positive).
 	Threshold float64
 	// RecoverHeartbeats a suspected node needs to recover (at least 1).
@@ -114,6 +117,7 @@ type CoreConfig struct {
 func DefaultCoreConfig() CoreConfig {
 	return CoreConfig{
 		Phi:               phi.DefaultConfig(),
+		DirectPhi:         DefaultDirectPhi(),
 		Threshold:         DefaultThreshold,
 		RecoverHeartbeats: DefaultRecoverHeartbeats,
 		Warmup:            DefaultWarmup,
@@ -134,6 +138,9 @@ func (c CoreConfig) Validate() error {
 	}
 	if err := c.Fence.validate(); err != nil {
 		return err
+	}
+	if err := c.DirectPhi.Validate(); err != nil {
+		return fmt.Errorf("direct heartbeats: %w", err)
 	}
 	switch {
 	case !(c.Threshold > 0) || math.IsInf(c.Threshold, 0):
@@ -320,6 +327,11 @@ type nodeState struct {
 	// anything, as long as no heartbeat arrives: the Tick skips it before.
 	next time.Duration
 	link // adaptive eviction timeout (adaptive.go)
+	// active is the source whose window (det) judges the node; windows
+	// holds each source's window, kept warm while another is active
+	// (core_source.go).
+	active  HeartbeatSource
+	windows [numSources]*phi.Detector
 }
 
 // Core is the pure decision logic of roam-detector. All methods are safe for
@@ -449,7 +461,8 @@ func (c *Core) node(name string, interval time.Duration) *nodeState {
 	}
 	pc := c.phiConfig(interval)
 	n := &nodeState{name: name, phase: PhaseUnseen, det: phi.New(pc), interval: pc.FirstInterval, z: c.zFor(0),
-		deadline: never, lastSusp: never, next: never}
+		deadline: never, lastSusp: never, next: never, active: SourceLease}
+	n.windows[SourceLease] = n.det
 	c.newLink(n)
 	c.index[name] = len(c.nodes)
 	c.nodes = append(c.nodes, n)
@@ -458,16 +471,20 @@ func (c *Core) node(name string, interval time.Duration) *nodeState {
 	return n
 }
 
-// Heartbeat records a heartbeat of node observed at now. interval is the
-// node's renewal interval when known (phi.FirstIntervalForLease of its
-// Lease), else 0; a new node's detector is seeded with it, and a changed
-// interval re-seeds it.
+// Heartbeat records a Lease heartbeat of node observed at now. interval
+// is the node's renewal interval when known (phi.FirstIntervalForLease of
+// its Lease), else 0; a new node's detector is seeded with it, and a
+// changed interval re-seeds it. HeartbeatFrom takes the other sources.
 func (c *Core) Heartbeat(node string, interval time.Duration, now time.Time) {
-	c.mu.Lock()
-	n := c.node(node, interval)
+	c.HeartbeatFrom(node, SourceLease, interval, now)
+}
+
+// heartbeat records a heartbeat of n's active source at now.
+func (c *Core) heartbeat(n *nodeState, interval time.Duration, now time.Time) {
 	if interval > 0 && interval != n.interval {
 		last := n.det.LastHeartbeat()
-		n.det = phi.New(c.phiConfig(interval))
+		n.det = phi.New(c.phiConfigFor(n.active, interval))
+		n.windows[n.active] = n.det
 		n.interval = interval
 		if !last.IsZero() {
 			n.det.Heartbeat(last)
@@ -491,10 +508,6 @@ func (c *Core) Heartbeat(node string, interval time.Duration, now time.Time) {
 		n.beats++
 	}
 	c.schedule(n)
-	c.mu.Unlock()
-	if c.metrics != nil {
-		c.metrics.Heartbeats.Inc()
-	}
 }
 
 // SetZone records the zone (topology.kubernetes.io/zone) of node; "" means

@@ -180,7 +180,7 @@ func TestSilentNodeSuspectedInTime(t *testing.T) {
 	if v := nodePhi(t, m, "robot-3"); v < 8 {
 		t.Errorf("roam_node_phi{robot-3} = %v", v)
 	}
-	if v := testutil.ToFloat64(m.Heartbeats); v < 5*60 {
+	if v := testutil.ToFloat64(m.Heartbeats.WithLabelValues("lease")); v < 5*60 {
 		t.Errorf("roam_heartbeats_total = %v", v)
 	}
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(`

@@ -29,13 +29,15 @@ type Metrics struct {
 	NodePhi     *NodePhiCollector
 	NodeLink    *NodeLinkCollector
 	Nodes       *prometheus.GaugeVec
-	Heartbeats  prometheus.Counter
+	Heartbeats  *prometheus.CounterVec
 	Suspicions  prometheus.Counter
 	Recoveries  prometheus.Counter
 	Detection   prometheus.Histogram
 	Evictions   *prometheus.CounterVec
 	BrakeActive prometheus.Gauge
 	Redeploy    *prometheus.HistogramVec
+
+	heartbeats [numSources]prometheus.Counter // Heartbeats by source, resolved once
 }
 
 // NewMetrics creates the detector's metrics and registers them with reg
@@ -49,10 +51,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "roam_nodes",
 			Help: "Number of nodes the detector tracks, by state (warmup, alive, suspected).",
 		}, []string{"state"}),
-		Heartbeats: prometheus.NewCounter(prometheus.CounterOpts{
+		Heartbeats: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "roam_heartbeats_total",
-			Help: "Node heartbeats observed (Lease renewTime changes, or Ready lastHeartbeatTime changes for nodes without a Lease).",
-		}),
+			Help: "Node heartbeats observed, by source: direct (accepted datagrams from roam-agent), lease (Lease renewTime changes), node (Ready lastHeartbeatTime changes of nodes without a Lease).",
+		}, []string{"source"}),
 		Suspicions: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "roam_suspicions_total",
 			Help: "Transitions of a node from alive to suspected.",
@@ -82,6 +84,9 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	}
 	for _, r := range []string{ReasonUnreachable, ReasonContext} {
 		m.Evictions.WithLabelValues(r)
+	}
+	for src := range numSources {
+		m.heartbeats[src] = m.Heartbeats.WithLabelValues(src.String())
 	}
 	for _, s := range []string{StateWarmup, StateAlive, StateSuspected} {
 		m.Nodes.WithLabelValues(s)

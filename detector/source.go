@@ -105,7 +105,7 @@ func (s *Source) OnNodeAdd(obj interface{}) {
 	}
 	s.core.SetZone(n.Name, n.Labels[policies.ZoneLabel])
 	if has, _ := readyHeartbeat(n); has && s.fallback(n.Name) {
-		s.core.Heartbeat(n.Name, 0, s.clock.Now())
+		s.core.HeartbeatFrom(n.Name, SourceNode, 0, s.clock.Now())
 	}
 }
 
@@ -129,7 +129,7 @@ func (s *Source) OnNodeUpdate(oldObj, newObj interface{}) {
 			return
 		}
 	}
-	s.core.Heartbeat(n.Name, 0, s.clock.Now())
+	s.core.HeartbeatFrom(n.Name, SourceNode, 0, s.clock.Now())
 }
 
 // OnNodeDelete forgets the node.

@@ -28,6 +28,7 @@ import (
 
 	"github.com/roam-dev/roam/agent/config"
 	"github.com/roam-dev/roam/agent/deviceplugin"
+	"github.com/roam-dev/roam/agent/heartbeat"
 	"github.com/roam-dev/roam/agent/metrics"
 	"github.com/roam-dev/roam/agent/publish"
 	"github.com/roam-dev/roam/agent/sense"
@@ -52,6 +53,13 @@ type Options struct {
 	Limits      publish.Limits
 	// Fence configures fencing; Fence.After 0 leaves the robot unfenced.
 	Fence FenceOptions
+	// Heartbeat configures direct heartbeats to roam-detector (nil: off;
+	// the robot is judged by its Lease). Node, metrics and OnAck are set
+	// here.
+	Heartbeat *heartbeat.Options
+	// OnAck is called with the send time (agent's monotonic clock) of
+	// every heartbeat the leading detector acknowledged (optional).
+	OnAck func(sentAt time.Time)
 }
 
 // Run runs the agent until ctx is done. It returns an error only when a
@@ -165,6 +173,28 @@ func Run(ctx context.Context, client kubernetes.Interface, opts Options) error {
 				m.Devices.WithLabelValues(class, "unhealthy").Set(float64(unhealthy))
 			}})
 		run("device plugin", dm.Run)
+	}
+	if opts.Heartbeat != nil {
+		ho := *opts.Heartbeat
+		ho.Node, ho.Sent, ho.Acks, ho.OnAck = opts.NodeName, m.HeartbeatsSent, m.Acks, opts.OnAck
+		if fenced != nil {
+			// The leader's acknowledgements extend the fencing lease as
+			// the fence Lease's renewals do (docs/fencing.md): the
+			// detector counts every heartbeat it acknowledges in its
+			// fence floor and acknowledges none once it removes pods.
+			lease, onAck := fenced.renewer.Lease, opts.OnAck
+			ho.OnAck = func(sentAt time.Time) {
+				lease.Acked(sentAt)
+				if onAck != nil {
+					onAck(sentAt)
+				}
+			}
+		}
+		hs, err := heartbeat.New(ho)
+		if err != nil {
+			return err
+		}
+		run("heartbeats", hs.Run)
 	}
 	if opts.MetricsAddr != "" {
 		mux := http.NewServeMux()

@@ -25,6 +25,9 @@ type Metrics struct {
 	// Fenceable is 1 when the agent can fence the robot (it publishes
 	// roam.dev/fence), else 0.
 	Fenceable prometheus.Gauge
+	// HeartbeatsSent counts direct heartbeat datagrams sent (one per
+	// detector replica per interval); Acks the leader's acknowledgements.
+	HeartbeatsSent, Acks prometheus.Counter
 }
 
 // New creates the agent's metrics and registers them on reg.
@@ -42,6 +45,14 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "roam_agent_devices",
 			Help: "Devices the agent's device plugin offers, by class and health (healthy, unhealthy).",
 		}, []string{"class", "health"}),
+		HeartbeatsSent: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "roam_agent_heartbeats_sent_total",
+			Help: "Direct heartbeat datagrams sent to roam-detector replicas.",
+		}),
+		Acks: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "roam_agent_acks_total",
+			Help: "Acknowledgements of direct heartbeats received from the leading roam-detector.",
+		}),
 	}
 	m.FencedPods = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "roam_agent_fenced_pods",
@@ -63,6 +74,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		Name: "roam_agent_fenceable",
 		Help: "1 when the agent can freeze the robot's pods and publishes roam.dev/fence on its Node, else 0.",
 	})
-	reg.MustRegister(m.Publishes, m.StateErrors, m.Devices, m.FencedPods, m.Fences, m.FenceErrors, m.FenceAcks, m.Fenceable)
+	reg.MustRegister(m.Publishes, m.StateErrors, m.Devices, m.FencedPods, m.Fences, m.FenceErrors, m.FenceAcks, m.Fenceable,
+		m.HeartbeatsSent, m.Acks)
 	return m
 }

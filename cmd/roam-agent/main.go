@@ -6,10 +6,13 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -21,6 +24,7 @@ import (
 	"github.com/roam-dev/roam/agent/daemon"
 	"github.com/roam-dev/roam/agent/fence"
 	"github.com/roam-dev/roam/agent/fence/cgroup"
+	"github.com/roam-dev/roam/agent/heartbeat"
 	"github.com/roam-dev/roam/agent/publish"
 	"github.com/roam-dev/roam/agent/sense"
 	"github.com/roam-dev/roam/internal/version"
@@ -30,6 +34,18 @@ import (
 type options struct {
 	kubeconfig string
 	daemon     daemon.Options
+	hb         heartbeatFlags
+}
+
+// heartbeatFlags select the detector replicas and how to trust them.
+type heartbeatFlags struct {
+	addresses  string
+	service    string
+	port       string
+	caFile     string
+	serverName string
+	tokenFile  string
+	interval   time.Duration
 }
 
 func parseFlags(fs *flag.FlagSet, args []string) (*options, error) {
@@ -57,6 +73,14 @@ func parseFlags(fs *flag.FlagSet, args []string) (*options, error) {
 	fs.StringVar(&fo.StateDir, "fence-state-dir", "/run/roam", "directory (a host tmpfs) keeping the fence lease and the freezable pods across agent restarts")
 	fs.StringVar(&fo.LeaseNamespace, "fence-lease-namespace", fence.DefaultLeaseNamespace, "namespace of the robots' fence Leases")
 	fs.StringVar(&fo.PolicyNamespace, "policy-namespace", policies.DefaultGlobalNamespace, "namespace whose policies govern every namespace")
+	h := &o.hb
+	fs.StringVar(&h.service, "detector-service", "", "DNS name of roam-detector's headless heartbeat Service: every address it resolves to gets direct heartbeats (empty: see --detector-addresses)")
+	fs.StringVar(&h.addresses, "detector-addresses", "", "comma-separated host:port session endpoints of the roam-detector replicas, instead of --detector-service")
+	fs.StringVar(&h.port, "detector-session-port", "9443", "session endpoint port of the replicas found by --detector-service")
+	fs.StringVar(&h.caFile, "detector-ca-file", "/etc/roam-agent/detector-ca.crt", "PEM certificate(s) the detector's session endpoint must be signed by")
+	fs.StringVar(&h.serverName, "detector-server-name", "", "name the detector's certificate must carry (default: --detector-service, else each address's host)")
+	fs.StringVar(&h.tokenFile, "token-file", "/var/run/secrets/kubernetes.io/serviceaccount/token", "the agent's pod-bound ServiceAccount token, read again for every session")
+	fs.DurationVar(&h.interval, "heartbeat-interval", heartbeat.DefaultInterval, "interval between direct heartbeats to each detector replica")
 	klog.InitFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -76,6 +100,57 @@ func parseFlags(fs *flag.FlagSet, args []string) (*options, error) {
 		return nil, fmt.Errorf("rate limits must not be negative")
 	}
 	d.Limits = l
+	hb, err := o.hb.options()
+	if err != nil {
+		return nil, err
+	}
+	d.Heartbeat = hb
+	return o, nil
+}
+
+// options turns the flags into the sender's options (nil: no detector
+// named, direct heartbeats off).
+func (h *heartbeatFlags) options() (*heartbeat.Options, error) {
+	if h.service == "" && h.addresses == "" {
+		return nil, nil
+	}
+	if h.service != "" && h.addresses != "" {
+		return nil, fmt.Errorf("--detector-service and --detector-addresses exclude each other")
+	}
+	if h.interval <= 0 {
+		return nil, fmt.Errorf("--heartbeat-interval=%v: must be positive", h.interval)
+	}
+	pem, err := os.ReadFile(h.caFile)
+	if err != nil {
+		return nil, fmt.Errorf("--detector-ca-file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("--detector-ca-file=%s: no PEM certificate in it", h.caFile)
+	}
+	o := &heartbeat.Options{RootCAs: pool, ServerName: h.serverName, Interval: h.interval,
+		Token: func() (string, error) {
+			b, err := os.ReadFile(h.tokenFile)
+			return strings.TrimSpace(string(b)), err
+		}}
+	if h.service != "" {
+		o.Replicas = heartbeat.DNS(h.service, h.port)
+		if o.ServerName == "" {
+			o.ServerName = h.service
+		}
+	} else {
+		var addrs []string
+		for _, a := range strings.Split(h.addresses, ",") {
+			if a = strings.TrimSpace(a); a == "" {
+				continue
+			}
+			if _, _, err := net.SplitHostPort(a); err != nil {
+				return nil, fmt.Errorf("--detector-addresses: %q: %w", a, err)
+			}
+			addrs = append(addrs, a)
+		}
+		o.Replicas = heartbeat.Static(addrs...)
+	}
 	return o, nil
 }
 

@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -33,10 +35,12 @@ import (
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
 
 	"github.com/roam-dev/roam/detector"
 	"github.com/roam-dev/roam/detector/contextcheck"
 	"github.com/roam-dev/roam/detector/evict"
+	"github.com/roam-dev/roam/detector/heartbeat"
 	"github.com/roam-dev/roam/detector/phi"
 	"github.com/roam-dev/roam/detector/silence"
 	"github.com/roam-dev/roam/internal/version"
@@ -63,6 +67,19 @@ type options struct {
 	contextRedeploy      bool
 	contextNoAlternative bool
 	contextPolicyRecheck bool
+	// Direct heartbeats (package detector/heartbeat).
+	hb heartbeatOptions
+}
+
+type heartbeatOptions struct {
+	udp, sessions string
+	tlsSecret     string
+	certFile      string
+	keyFile       string
+	dnsNames      string
+	sessionTTL    time.Duration
+	users         string
+	audiences     string
 }
 
 func parseFlags(fs *flag.FlagSet, args []string) (*options, error) {
@@ -104,6 +121,15 @@ func parseFlags(fs *flag.FlagSet, args []string) (*options, error) {
 	fs.BoolVar(&o.contextRedeploy, "context-redeploy", true, "evict pods whose robot no longer satisfies their policies' require (onContextChange: reschedule) after the policy's settle window")
 	fs.BoolVar(&o.contextNoAlternative, "context-evict-without-alternative", false, "evict after a context change even when no other node would satisfy the pod's policies and fit it")
 	fs.BoolVar(&o.contextPolicyRecheck, "context-recheck-on-policy-change", true, "re-check the pods on every node when a policy changes")
+	fs.StringVar(&o.hb.udp, "heartbeat-listen", "", "UDP address receiving roam-agent's direct heartbeats, e.g. :9470 (empty: off; robots are judged by their Leases)")
+	fs.StringVar(&o.hb.sessions, "heartbeat-session-listen", ":9443", "HTTPS address where agents open heartbeat sessions")
+	fs.StringVar(&o.hb.tlsSecret, "heartbeat-tls-secret", "roam-detector-heartbeat-tls", "kubernetes.io/tls Secret (in --leader-elect-namespace) with the session endpoint's certificate; created self-signed on first start")
+	fs.StringVar(&o.hb.certFile, "heartbeat-tls-cert-file", "", "PEM certificate of the session endpoint (with --heartbeat-tls-key-file; e.g. a mounted Secret): used instead of --heartbeat-tls-secret, so the detector needs no access to Secrets")
+	fs.StringVar(&o.hb.keyFile, "heartbeat-tls-key-file", "", "PEM private key of --heartbeat-tls-cert-file")
+	fs.StringVar(&o.hb.dnsNames, "heartbeat-tls-dns-names", "roam-detector-heartbeat.roam-system.svc,roam-detector-heartbeat.roam-system.svc.cluster.local", "comma-separated DNS names of a certificate created self-signed")
+	fs.DurationVar(&o.hb.sessionTTL, "heartbeat-session-ttl", heartbeat.DefaultSessionTTL, "lifetime of a heartbeat session (agents open the next one halfway)")
+	fs.StringVar(&o.hb.users, "heartbeat-agent-users", heartbeat.DefaultAgentUser, "comma-separated usernames whose pod-bound tokens may open heartbeat sessions")
+	fs.StringVar(&o.hb.audiences, "heartbeat-token-audiences", "", "comma-separated audiences the agents' tokens must carry (empty: the API server's)")
 	klog.InitFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -153,6 +179,10 @@ func (o *options) validate() error {
 		{positive(o.leLease), "leader-elect-lease-duration", o.leLease, "positive"},
 		{positive(o.leRenew) && o.leRenew < o.leLease, "leader-elect-renew-deadline", o.leRenew, "positive and shorter than --leader-elect-lease-duration"},
 		{positive(o.leRetry) && o.leRetry < o.leRenew, "leader-elect-retry-period", o.leRetry, "positive and shorter than --leader-elect-renew-deadline"},
+		{positive(o.hb.sessionTTL), "heartbeat-session-ttl", o.hb.sessionTTL, "positive"},
+		{o.hb.udp == "" || o.hb.sessions != "", "heartbeat-session-listen", o.hb.sessions, "set when --heartbeat-listen is"},
+		{o.hb.udp == "" || o.hb.tlsSecret != "" || o.hb.certFile != "", "heartbeat-tls-secret", o.hb.tlsSecret, "set when --heartbeat-listen is and no --heartbeat-tls-cert-file is"},
+		{(o.hb.certFile == "") == (o.hb.keyFile == ""), "heartbeat-tls-key-file", o.hb.keyFile, "given together with --heartbeat-tls-cert-file"},
 	}
 	for _, c := range checks {
 		if !c.ok {
@@ -252,6 +282,18 @@ func run(ctx context.Context, o *options) error {
 	if err != nil {
 		return err
 	}
+	// Direct heartbeats are received (and recorded into the Core) by
+	// every replica, leading or not; only the leader acknowledges them.
+	gate := heartbeat.NewAckGate(clock.RealClock{}, o.leRenew)
+	acking := gate.Acking
+	if !o.leaderElect {
+		acking = func(time.Time) bool { return true } // the only replica
+	}
+	if o.hb.udp != "" {
+		if err := startHeartbeats(ctx, o, client, reg, ctrl.Core(), acking); err != nil {
+			return err
+		}
+	}
 	// Context redeployment shares the pod and node informers and the
 	// evictor.
 	var contextCtrl *contextcheck.Controller
@@ -280,7 +322,7 @@ func run(ctx context.Context, o *options) error {
 	var le *leaderelection.LeaderElector
 	runErr := make(chan error, 1)
 	if o.leaderElect {
-		if le, err = newElector(o, client, recorder, runController, runErr); err != nil {
+		if le, err = newElector(o, client, recorder, gate, runController, runErr); err != nil {
 			return err
 		}
 	}
@@ -336,7 +378,7 @@ func run(ctx context.Context, o *options) error {
 	return nil
 }
 
-func newElector(o *options, client kubernetes.Interface, recorder record.EventRecorder,
+func newElector(o *options, client kubernetes.Interface, recorder record.EventRecorder, gate *heartbeat.AckGate,
 	runController func(context.Context) error, runErr chan<- error) (*leaderelection.LeaderElector, error) {
 
 	id, err := os.Hostname()
@@ -350,14 +392,62 @@ func newElector(o *options, client kubernetes.Interface, recorder record.EventRe
 		return nil, fmt.Errorf("leader lock: %w", err)
 	}
 	return leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
-		Lock: lock, LeaseDuration: o.leLease, RenewDeadline: o.leRenew, RetryPeriod: o.leRetry,
+		Lock: gate.Lock(lock), LeaseDuration: o.leLease, RenewDeadline: o.leRenew, RetryPeriod: o.leRetry,
 		ReleaseOnCancel: true, Name: o.leName,
 		Callbacks: leaderelection.LeaderCallbacks{
 			OnStartedLeading: func(ctx context.Context) {
 				klog.FromContext(ctx).Info("Became leader", "identity", id)
 				runErr <- runController(ctx)
 			},
-			OnStoppedLeading: func() { klog.Background().Info("Stopped leading", "identity", id) },
+			OnStoppedLeading: func() {
+				gate.Stop()
+				klog.Background().Info("Stopped leading", "identity", id)
+			},
 		},
 	})
+}
+
+// startHeartbeats serves direct heartbeats in the background: the
+// session endpoint's certificate comes from (or is created in) the TLS
+// Secret, and sessions are authenticated by TokenReview.
+func startHeartbeats(ctx context.Context, o *options, client kubernetes.Interface, reg prometheus.Registerer,
+	core *detector.Core, acking func(time.Time) bool) error {
+	clk := clock.RealClock{}
+	var cert tls.Certificate
+	var err error
+	if o.hb.certFile != "" {
+		if cert, err = tls.LoadX509KeyPair(o.hb.certFile, o.hb.keyFile); err != nil {
+			return fmt.Errorf("--heartbeat-tls-cert-file, --heartbeat-tls-key-file: %w", err)
+		}
+	} else if cert, _, err = heartbeat.EnsureCertificate(ctx, client.CoreV1().Secrets(o.leNamespace), o.hb.tlsSecret, splitList(o.hb.dnsNames), time.Now()); err != nil {
+		return err
+	}
+	sessions := heartbeat.NewSessions(clk, o.hb.sessionTTL, nil)
+	m, err := heartbeat.NewMetrics(reg, sessions)
+	if err != nil {
+		return err
+	}
+	so := heartbeat.ServerOptions{UDPAddr: o.hb.udp, SessionAddr: o.hb.sessions, Certificate: cert, Sessions: sessions,
+		Auth: &heartbeat.TokenReviewer{Reviews: client.AuthenticationV1().TokenReviews(), Users: splitList(o.hb.users),
+			Audiences: splitList(o.hb.audiences)},
+		Sink:   func(node string, now time.Time) { core.HeartbeatFrom(node, detector.SourceDirect, 0, now) },
+		Ended:  core.EndDirect,
+		Acking: acking, MayAck: core.AckHeartbeat, Clock: clk, Metrics: m}
+	go func() {
+		if err := heartbeat.Serve(ctx, so); err != nil {
+			klog.FromContext(ctx).Error(err, "Direct heartbeats stopped; robots are judged by their Leases")
+		}
+	}()
+	return nil
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }

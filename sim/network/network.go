@@ -77,6 +77,14 @@ type Model struct {
 	// then rejoins.
 	DeathsPerDay float64
 	RepairTime   time.Duration
+	// SpikesPerHour per robot: a slow period (airtime contention, a rate
+	// fall-back after a roam, a queue filling in the access point) that
+	// delays every packet sent in it, the Lease renewals and the direct
+	// datagrams alike, by one extra delay drawn per spike (exponential,
+	// mean SpikeDelay); its length is exponential with mean SpikeLength.
+	SpikesPerHour float64
+	SpikeLength   time.Duration
+	SpikeDelay    time.Duration
 }
 
 // DefaultModel is the sim's default Wi-Fi model, a managed site network:
@@ -102,6 +110,9 @@ func DefaultModel() Model {
 		DropoutMin:      5 * time.Second,
 		DeathsPerDay:    0.1,
 		RepairTime:      10 * time.Minute,
+		SpikesPerHour:   2,
+		SpikeLength:     2 * time.Second,
+		SpikeDelay:      200 * time.Millisecond,
 	}
 }
 
@@ -185,6 +196,9 @@ func (m Model) Validate() error {
 	}
 	if m.DropoutsPerHour < 0 || m.DeathsPerDay < 0 {
 		return fmt.Errorf("dropout and death rates must be ≥ 0")
+	}
+	if m.SpikesPerHour < 0 || (m.SpikesPerHour > 0 && (m.SpikeLength <= 0 || m.SpikeDelay <= 0)) {
+		return fmt.Errorf("spikes: rate must be ≥ 0, and with spikes their length and delay > 0 (got %g/h, %s, %s)", m.SpikesPerHour, m.SpikeLength, m.SpikeDelay)
 	}
 	return nil
 }
@@ -278,6 +292,18 @@ type Robot struct {
 	nextOut int           // first outage that has not ended at r.sent
 	// blackout is the current or next hiccup [start, end).
 	blackoutStart, blackoutEnd time.Duration
+	// blackouts drawn so far, in time order, shared with the datagram path.
+	blackouts []span
+	// spikes over the whole run, in time order (their own random stream,
+	// so they do not change the other draws); spikeAt is the Lease path's
+	// cursor.
+	spikes  []span
+	spikeAt int
+}
+
+// span is a time interval [start, end) with an extra delay (spikes).
+type span struct {
+	start, end, delay time.Duration
 }
 
 // NewRobot returns robot index's generator; the same seed and index always
@@ -286,6 +312,7 @@ func (m *Model) NewRobot(seed uint64, index int, horizon time.Duration) *Robot {
 	rng := rand.New(rand.NewPCG(seed, uint64(index)*0x9E3779B97F4A7C15+1))
 	r := &Robot{model: m, rng: rng, horizon: horizon, Link: m.pickLink(rng)}
 	r.outages = m.outages(rng, horizon)
+	r.spikes = m.spikes(seed, index, horizon)
 	r.blackoutStart, r.blackoutEnd = horizon, horizon
 	r.nextBlackout(0)
 	// Robots boot at a random phase of the renew period.
@@ -387,7 +414,7 @@ func (r *Robot) Next() (time.Duration, bool) {
 		if r.blackoutStart <= ready {
 			ready = r.blackoutEnd
 		}
-		at := ready + r.Link.Latency + r.jitter() + r.retransmissions()
+		at := ready + r.Link.Latency + r.jitter() + r.retransmissions() + spikeDelay(r.spikes, &r.spikeAt, ready)
 		if at-r.sent >= r.model.RequestTimeout {
 			r.sent += r.model.RequestTimeout // the request timed out: lost
 			continue
@@ -412,6 +439,39 @@ func (r *Robot) nextBlackout(t time.Duration) {
 	}
 	r.blackoutStart = t + time.Duration(r.rng.ExpFloat64()/r.Link.BurstsPerHour*float64(time.Hour))
 	r.blackoutEnd = r.blackoutStart + time.Duration(r.rng.ExpFloat64()*float64(r.Link.BurstMean))
+	r.blackouts = append(r.blackouts, span{start: r.blackoutStart, end: r.blackoutEnd})
+}
+
+// spikes draws a robot's delay spikes as a Poisson process from a stream
+// of their own.
+func (m *Model) spikes(seed uint64, index int, horizon time.Duration) []span {
+	if m.SpikesPerHour <= 0 {
+		return nil
+	}
+	rng := rand.New(rand.NewPCG(seed^0x5eed5b1c, uint64(index)*0x9E3779B97F4A7C15+2))
+	var out []span
+	for t := time.Duration(0); ; {
+		t += time.Duration(rng.ExpFloat64() / m.SpikesPerHour * float64(time.Hour))
+		if t >= horizon {
+			return out
+		}
+		l := time.Duration(rng.ExpFloat64() * float64(m.SpikeLength))
+		d := time.Duration(rng.ExpFloat64() * float64(m.SpikeDelay))
+		out = append(out, span{start: t, end: t + l, delay: d})
+		t += l // spikes do not overlap
+	}
+}
+
+// spikeDelay is the extra delay of a packet sent at t; *at is a cursor
+// into spikes for non-decreasing t.
+func spikeDelay(spikes []span, at *int, t time.Duration) time.Duration {
+	for *at < len(spikes) && spikes[*at].end <= t {
+		*at++
+	}
+	if *at < len(spikes) && spikes[*at].start <= t {
+		return spikes[*at].delay
+	}
+	return 0
 }
 
 // outage returns the outage t falls in, if any; t never decreases.
@@ -438,15 +498,18 @@ func (r *Robot) retransmissions() time.Duration {
 	return d
 }
 
-func (r *Robot) jitter() time.Duration {
-	s := float64(r.Link.JitterScale)
-	switch r.Link.Jitter {
+func (r *Robot) jitter() time.Duration { return r.Link.jitter(r.rng) }
+
+// jitter draws one packet's jitter from rng.
+func (l *Link) jitter(rng *rand.Rand) time.Duration {
+	s := float64(l.JitterScale)
+	switch l.Jitter {
 	case LogNormal:
-		return time.Duration(s * math.Exp(r.Link.JitterShape*r.rng.NormFloat64()))
+		return time.Duration(s * math.Exp(l.JitterShape*rng.NormFloat64()))
 	case Pareto:
 		// Pareto(scale, shape) minus its scale, so the minimum extra delay is 0.
-		return time.Duration(s*math.Pow(1-r.rng.Float64(), -1/r.Link.JitterShape) - s)
+		return time.Duration(s*math.Pow(1-rng.Float64(), -1/l.JitterShape) - s)
 	default:
-		return time.Duration(math.Abs(r.rng.NormFloat64()) * s)
+		return time.Duration(math.Abs(rng.NormFloat64()) * s)
 	}
 }

@@ -152,3 +152,69 @@ func TestNamedModels(t *testing.T) {
 		t.Errorf("unknown model: %v", err)
 	}
 }
+
+// The direct path shares the robot's ground truth: nothing arrives during
+// an outage, arrivals are increasing, and about one datagram per interval
+// arrives while the robot is connected.
+func TestDatagramsShareTheRobotsOutages(t *testing.T) {
+	m := DefaultModel()
+	const horizon = 6 * time.Hour
+	for i := range 20 {
+		r := m.NewRobot(3, i, horizon)
+		for _, ok := r.Next(); ok; _, ok = r.Next() {
+		}
+		d := r.Datagrams(3, i, 100*time.Millisecond)
+		prev, n := time.Duration(-1), 0
+		for at, ok := d.Next(); ok; at, ok = d.Next() {
+			if at <= prev {
+				t.Fatalf("robot %d: arrival %v after %v", i, at, prev)
+			}
+			for _, o := range r.Outages() {
+				// Sent before the outage and delayed into it is possible;
+				// sent during it is not: the latest arrival from before an
+				// outage is bounded by the largest delay, well under 10 s.
+				if at > o.Start+10*time.Second && at < o.End {
+					t.Fatalf("robot %d: datagram arrived at %v inside outage %+v", i, at, o)
+				}
+			}
+			prev = at
+			n++
+		}
+		if int64(n)+d.Lost+d.Overtaken != d.Sent {
+			t.Errorf("robot %d: %d accepted + %d lost + %d overtaken ≠ %d sent", i, n, d.Lost, d.Overtaken, d.Sent)
+		}
+		if want := int(horizon / (100 * time.Millisecond)); n < want/2 || n > want {
+			t.Errorf("robot %d: %d datagrams accepted of about %d", i, n, want)
+		}
+	}
+}
+
+// Delay spikes delay the Lease path too: with huge spikes, renewals
+// arrive later on average than without.
+func TestSpikesDelayBothPaths(t *testing.T) {
+	base := DefaultModel()
+	base.SpikesPerHour = 0
+	spiky := DefaultModel()
+	spiky.SpikesPerHour, spiky.SpikeLength, spiky.SpikeDelay = 60, 30*time.Second, time.Second
+	count := func(m Model) (int, int) {
+		r := m.NewRobot(5, 0, 2*time.Hour)
+		n := 0
+		for _, ok := r.Next(); ok; _, ok = r.Next() {
+			n++
+		}
+		d := r.Datagrams(5, 0, 100*time.Millisecond)
+		dn := 0
+		for _, ok := d.Next(); ok; _, ok = d.Next() {
+			dn++
+		}
+		return n, dn
+	}
+	n0, d0 := count(base)
+	n1, d1 := count(spiky)
+	if n1 >= n0 {
+		t.Errorf("renewals: %d with spikes, %d without; spikes should slow the synchronous renew loop", n1, n0)
+	}
+	if d1 >= d0 {
+		t.Errorf("datagrams accepted: %d with spikes, %d without; spike ends overtake delayed datagrams", d1, d0)
+	}
+}

@@ -54,7 +54,7 @@ func TestVirtualDriverAgreesWithFleetCore(t *testing.T) {
 			// The simulator's driver, one Core per robot.
 			virtual := make([][]event, robots)
 			for i, trace := range traces {
-				d, err := newCoreDriver(cfg, epoch, tick)
+				d, err := newCoreDriver(cfg, detector.SourceLease, epoch, tick)
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -126,11 +126,14 @@ func (r *Result) WriteMarkdown(w io.Writer) error {
 		fmt.Fprintf(&b, "\nAt roam's own %d false suspicions the bound is a p99 of %.2f s; roam reaches %.2f s, checking every %s.\n",
 			r.Roam.FalseSuspicions, r.RoamBound.P99.Seconds(), r.Roam.Percentile(99).Seconds(), c.Tick)
 	}
-	fmt.Fprintf(&b, "\nThe same bound holds for evictions. At the false-eviction budget (%g per 1000 robot-hours, %d on this run) it is %s; roam's adaptive timeouts evict with a p99 of %.2f s and %d false evictions (%.3f per 1000 robot-hours)%s. ",
+	fmt.Fprintf(&b, "\nThe same bound holds for evictions. At the false-eviction budget (%g per 1000 robot-hours, %d on this run) it is %s; roam evicts with a p99 of %.2f s and %d false evictions (%.3f per 1000 robot-hours)%s. ",
 		r.evictionBudget(), r.EvictionBound.Budget, boundText(r.EvictionBound), r.Evicted.Percentile(99).Seconds(), r.Evicted.FalseSuspicions,
 		r.Evicted.FalsePer1000h(r.RobotHours), ratioText(r.Evicted.Percentile(99), r.EvictionBound))
 	fmt.Fprintf(&b, "At roam's own false evictions the bound is %s. ", boundText(r.RoamEvictionBound))
 	fmt.Fprintf(&b, "The bound pools the budget over the fleet; roam gives each robot an equal share of it.\n")
+	if r.Direct != nil {
+		r.writeDirect(&b)
+	}
 	fmt.Fprintf(&b, "\n## Headline\n\n```\n")
 	fmt.Fprintf(&b, "budget: %g false evictions per 1000 robot-hours\n", r.evictionBudget())
 	fmt.Fprintf(&b, "eviction p99: %.2f s\n", r.Evicted.Percentile(99).Seconds())
@@ -143,6 +146,10 @@ func (r *Result) WriteMarkdown(w io.Writer) error {
 	fmt.Fprintf(&b, "false suspicions per 1000 robot-hours: %.3f\n", r.Roam.FalsePer1000h(r.RobotHours))
 	fmt.Fprintf(&b, "false evictions per 1000 robot-hours: %.3f\n", r.Evicted.FalsePer1000h(r.RobotHours))
 	fmt.Fprintf(&b, "fixed-timeout rival detection p99: %.2f s\n", r.Rival.Percentile(99).Seconds())
+	if d := r.Direct; d != nil {
+		fmt.Fprintf(&b, "direct detection p99: %.2f s\n", d.Roam.Percentile(99).Seconds())
+		fmt.Fprintf(&b, "direct false evictions per 1000 robot-hours: %.3f\n", d.Evicted.FalsePer1000h(d.RobotHours))
+	}
 	fmt.Fprintf(&b, "```\n")
 	_, err := io.WriteString(w, b.String())
 	return err
@@ -185,4 +192,40 @@ func quantile(sorted []time.Duration, q float64) string {
 	}
 	i := int(math.Ceil(q*float64(len(sorted)))) - 1
 	return fmt.Sprintf("%.2f s", sorted[max(0, min(i, len(sorted)-1))].Seconds())
+}
+
+// writeDirect writes the direct-heartbeat section.
+func (r *Result) writeDirect(b *strings.Builder) {
+	c, d := r.Config, r.Direct
+	p := c.Detector.DirectPhi
+	fmt.Fprintf(b, "\n## Direct heartbeats (the first %d robots, the same ground truth)\n\n", d.Robots)
+	fmt.Fprintf(b, "The same robots send a UDP datagram every %s; each is delayed by its link's latency and jitter and by the delay spike it is sent in, "+
+		"lost independently with the link's loss, and lost during the robot's outages and blackouts. A datagram overtaken by a later one is dropped, "+
+		"as the detector's replay window does. roam-detector judges them with its direct window (window %d, min σ %s, acceptable pause %s, "+
+		"longest recorded interval %s, threshold %g, eviction confirmation %s, tick %s).\n\n",
+		c.DirectInterval, p.Window, p.MinStdDev, p.AcceptablePause, p.MaxInterval, c.Detector.Threshold, c.Detector.EvictionConfirm, c.Tick)
+	fmt.Fprintf(b, "| quantity | value |\n|---|---|\n")
+	fmt.Fprintf(b, "| robot-hours | %.0f |\n", d.RobotHours)
+	fmt.Fprintf(b, "| delay spikes | %g per robot-hour, length mean %s, delay mean %s (both paths) |\n", c.Network.SpikesPerHour, c.Network.SpikeLength, c.Network.SpikeDelay)
+	fmt.Fprintf(b, "| datagrams sent / accepted / lost / overtaken | %d / %d / %d / %d |\n", d.Sent, d.Datagrams, d.Lost, d.Overtaken)
+	fmt.Fprintf(b, "| Lease writes per second per 1,000 robots, renewing every %s (today) | %.1f |\n", c.Network.RenewInterval, r.LeaseWritesPer1000)
+	fmt.Fprintf(b, "| Lease writes per second per 1,000 robots, renewing every %s (with the agent) | %.1f |\n", c.DirectLeaseInterval, d.LeaseWritesPer1000)
+	fmt.Fprintf(b, "\n| detector | detection p50 | detection p99 | missed | shorter outages caught | false | per 1000 robot-hours |\n|---|---|---|---|---|---|---|\n")
+	for _, s := range []*Score{&d.Roam, &d.Evicted} {
+		fmt.Fprintf(b, "| %s | %.2f s | %.2f s | %d | %d | %d | %.3f |\n", s.Name,
+			s.Percentile(50).Seconds(), s.Percentile(99).Seconds(), s.Missed, s.ShortDetected, s.FalseSuspicions, s.FalsePer1000h(d.RobotHours))
+	}
+	fmt.Fprintf(b, "\n| link | robots | detection p99 | false suspicions | live silences > 1 s | > 1.5 s | > 2 s | > 3 s |\n|---|---|---|---|---|---|---|---|\n")
+	for i := range d.Classes {
+		k := &d.Classes[i]
+		fmt.Fprintf(b, "| %s | %d | %.2f s | %d | %d | %d | %d | %d |\n", k.Link, k.Robots, k.Roam.Percentile(99).Seconds(), k.Roam.FalseSuspicions,
+			k.FalseLongerThan(time.Second), k.FalseLongerThan(1500*time.Millisecond), k.FalseLongerThan(2*time.Second), k.FalseLongerThan(3*time.Second))
+	}
+	fmt.Fprintf(b, "\nHindsight bound of the direct path: per link class the silence threshold, chosen on this very trace, ")
+	fmt.Fprintf(b, "with at most %g live silences longer per 1000 robot-hours (%d on this run) — no detector that sees only arrivals evicts faster at that false-eviction rate: ", c.GoalFalseEvictionsPer1000h, d.Bound.Budget)
+	if d.Bound.Feasible {
+		fmt.Fprintf(b, "p99 **%.2f s** (%d live silences longer).\n", d.Bound.P99.Seconds(), d.Bound.FalseSuspicions)
+	} else {
+		fmt.Fprintf(b, "no per-class thresholds reach the budget on this run.\n")
+	}
 }

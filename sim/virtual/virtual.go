@@ -73,6 +73,21 @@ type Config struct {
 	// GoalFalsePer1000h is the false-suspicion budget the hindsight bound
 	// is computed for (default 1, roam's goal).
 	GoalFalsePer1000h float64
+	// DirectRobots: the first this many robots (at most Robots) are also
+	// run with direct
+	// heartbeats (0: none) — the same robots, outages, blackouts and
+	// delay spikes, with a datagram every DirectInterval judged by the
+	// Detector's direct window. Ten datagrams a second cost ten times the
+	// Lease path's work, hence fewer robots by default.
+	DirectRobots   int
+	DirectInterval time.Duration
+	// DirectLeaseInterval is the Lease renewal period of robots with the
+	// agent (the kubelet's default: 10 s, a 40 s Lease); the report counts
+	// the Lease writes of both set-ups.
+	DirectLeaseInterval time.Duration
+	// GoalFalseEvictionsPer1000h is the false-eviction budget of the
+	// direct path's hindsight bound (default 0.1).
+	GoalFalseEvictionsPer1000h float64
 }
 
 // PekkoConfig is Pekko's PhiAccrualFailureDetector default configuration
@@ -114,6 +129,11 @@ func DefaultConfig() Config {
 		MinLoss:     60 * time.Second,
 
 		GoalFalsePer1000h: 1,
+
+		DirectRobots:               1000,
+		DirectInterval:             detector.DefaultDirectInterval,
+		DirectLeaseInterval:        10 * time.Second,
+		GoalFalseEvictionsPer1000h: 0.1,
 	}
 }
 
@@ -126,8 +146,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("duration must be > 0, got %s", c.Duration)
 	case c.Tick <= 0 || c.StockPeriod <= 0 || c.StockGrace <= 0:
 		return fmt.Errorf("tick, stock grace and stock period must be > 0")
-	case c.GoalFalsePer1000h < 0:
-		return fmt.Errorf("false-suspicion goal must be ≥ 0, got %g", c.GoalFalsePer1000h)
+	case c.GoalFalsePer1000h < 0 || c.GoalFalseEvictionsPer1000h < 0:
+		return fmt.Errorf("false-suspicion and false-eviction goals must be ≥ 0, got %g and %g", c.GoalFalsePer1000h, c.GoalFalseEvictionsPer1000h)
+	case c.DirectRobots < 0:
+		return fmt.Errorf("direct robots must be ≥ 0, got %d", c.DirectRobots)
+	case c.DirectRobots > 0 && (c.DirectInterval <= 0 || c.DirectLeaseInterval <= 0):
+		return fmt.Errorf("direct interval and direct lease interval must be > 0, got %s and %s", c.DirectInterval, c.DirectLeaseInterval)
 	}
 	for _, t := range c.Sweep {
 		if t <= 0 {
@@ -209,8 +233,34 @@ type Result struct {
 	// false-eviction budget (Detector.Silence.Budget), and RoamEvictionBound
 	// at roam's own false-eviction count.
 	EvictionBound, RoamEvictionBound Bound
+	// Direct is the direct-heartbeat path on the first DirectRobots robots
+	// (nil when off).
+	Direct *DirectResult
+	// LeaseWritesPer1000 is the Lease writes per second per 1,000 robots
+	// renewing every RenewInterval, as delivered on this trace.
+	LeaseWritesPer1000 float64
 	// Elapsed is the wall time the run took (not part of determinism).
 	Elapsed time.Duration
+}
+
+// DirectResult is the direct-heartbeat path: the same robots' datagrams
+// judged by the Detector's direct window.
+type DirectResult struct {
+	Robots     int
+	RobotHours float64
+	// Datagrams accepted, and sent, lost (outage, blackout, loss) and
+	// overtaken (dropped as reordered by the replay window).
+	Datagrams, Sent, Lost, Overtaken int64
+	Roam, Evicted                    Score
+	Classes                          []ClassResult
+	// Bound is the hindsight bound for GoalFalseEvictionsPer1000h: the
+	// lowest p99 of a per-class silence threshold with at most that many
+	// live silences longer — no arrival-only detector evicts faster at
+	// that false-eviction rate.
+	Bound Bound
+	// LeaseWritesPer1000 is the Lease writes per second per 1,000 robots
+	// renewing every DirectLeaseInterval (with the agent).
+	LeaseWritesPer1000 float64
 }
 
 // ClassResult is one link class's share of the run.
@@ -286,6 +336,7 @@ func Run(cfg Config) (*Result, error) {
 		return nil, fmt.Errorf("virtual sim config: %w", err)
 	}
 	start := time.Now()
+	cfg.DirectRobots = min(cfg.DirectRobots, cfg.Robots)
 	workers := cfg.Workers
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
@@ -350,6 +401,10 @@ func Run(cfg Config) (*Result, error) {
 		res.EvictionBound = res.Bound
 	}
 	res.RoamEvictionBound = hindsightBound(res.Classes, res.Evicted.FalseSuspicions)
+	res.LeaseWritesPer1000 = float64(total.heartbeats) / cfg.Duration.Seconds() / float64(cfg.Robots) * 1000
+	if cfg.DirectRobots > 0 {
+		res.Direct = total.direct.result(cfg)
+	}
 	res.Elapsed = time.Since(start)
 	return res, nil
 }
@@ -370,9 +425,21 @@ type tally struct {
 	gaps                  []int64
 	outageGaps, shortGaps []time.Duration
 	classes               []ClassResult
+	// direct is the direct path's tally (nil in itself); leaseRenewals
+	// counts the renewals of the direct robots' Leases at
+	// DirectLeaseInterval.
+	direct        *tally
+	datagrams     network.DatagramCounts
+	leaseRenewals int64
 }
 
 func newTally(n, evictions int, links []network.Link) *tally {
+	t := newSubTally(n, evictions, links)
+	t.direct = newSubTally(1, 0, links)
+	return t
+}
+
+func newSubTally(n, evictions int, links []network.Link) *tally {
 	t := &tally{phi: make([]Score, n), evict: make([]Score, evictions), gaps: make([]int64, maxGapBins+1), classes: make([]ClassResult, len(links))}
 	for i := range t.classes {
 		t.classes[i] = ClassResult{Link: links[i].Name, gaps: make([]int64, maxGapBins+1)}
@@ -380,7 +447,30 @@ func newTally(n, evictions int, links []network.Link) *tally {
 	return t
 }
 
+// result finishes the direct path's tally t.
+func (t *tally) result(cfg Config) *DirectResult {
+	thr := cfg.Detector.Threshold
+	d := &DirectResult{Robots: cfg.DirectRobots, RobotHours: float64(cfg.DirectRobots) * cfg.Duration.Hours(),
+		Datagrams: t.heartbeats, Sent: t.datagrams.Sent, Lost: t.datagrams.Lost, Overtaken: t.datagrams.Overtaken,
+		Roam:    t.phi[0].finish(fmt.Sprintf("roam direct (phi %g)", thr)),
+		Evicted: t.evicted.finish(fmt.Sprintf("roam direct (phi %g, evict %s after suspicion)", thr, cfg.Detector.EvictionConfirm)),
+	}
+	for i := range t.classes {
+		c := t.classes[i]
+		c.Roam = c.Roam.finish(fmt.Sprintf("roam direct on %s links", c.Link))
+		d.Classes = append(d.Classes, c)
+	}
+	d.Bound = hindsightBound(d.Classes, int(cfg.GoalFalseEvictionsPer1000h*d.RobotHours/1000))
+	d.LeaseWritesPer1000 = float64(t.leaseRenewals) / cfg.Duration.Seconds() / float64(cfg.DirectRobots) * 1000
+	return d
+}
+
 func (t *tally) merge(o *tally) {
+	if t.direct != nil {
+		t.direct.merge(o.direct)
+	}
+	t.datagrams.Add(o.datagrams)
+	t.leaseRenewals += o.leaseRenewals
 	t.heartbeats += o.heartbeats
 	t.longOutages += o.longOutages
 	t.shortOutages += o.shortOutages
@@ -459,10 +549,33 @@ func (t *tally) rival(maxFalse int) (time.Duration, Score) {
 	return timeout, s.finish(fmt.Sprintf("fixed %s timeout (same false-suspicion rate as roam)", timeout))
 }
 
-// simulateRobot feeds robot i's trace to every detector and scores it.
+// simulateRobot feeds robot i's trace to every detector and scores it;
+// for the first DirectRobots robots it then does the same with the
+// robot's direct heartbeats on the same ground truth.
 func simulateRobot(cfg *Config, i int, t *tally) {
 	robot := cfg.Network.NewRobot(cfg.Seed, i, cfg.Duration)
-	class := &t.classes[slices.IndexFunc(cfg.Network.Links, func(l network.Link) bool { return l.Name == robot.Link.Name })]
+	class := slices.IndexFunc(cfg.Network.Links, func(l network.Link) bool { return l.Name == robot.Link.Name })
+	scoreTrace(cfg, t, class, robot.Outages(), detector.SourceLease, cfg.Detector.Phi.FirstInterval, robot.Next)
+	if i >= cfg.DirectRobots {
+		return
+	}
+	dg := robot.Datagrams(cfg.Seed, i, cfg.DirectInterval)
+	scoreTrace(cfg, t.direct, class, robot.Outages(), detector.SourceDirect, 0, dg.Next)
+	t.direct.datagrams.Add(dg.Counts())
+	// The same robot's Lease, renewed at the kubelet's default with the agent.
+	m := cfg.Network
+	m.RenewInterval, m.RequestTimeout = cfg.DirectLeaseInterval, min(cfg.DirectLeaseInterval, 10*time.Second)
+	lease := m.NewRobot(cfg.Seed, i, cfg.Duration)
+	for _, ok := lease.Next(); ok; _, ok = lease.Next() {
+		t.direct.leaseRenewals++
+	}
+}
+
+// scoreTrace feeds one heartbeat trace (next) of a robot of link class
+// class to every detector of t and scores it against outages.
+func scoreTrace(cfg *Config, t *tally, classIndex int, outages []network.Outage, source detector.HeartbeatSource,
+	interval time.Duration, next func() (time.Duration, bool)) {
+	class := &t.classes[classIndex]
 	class.Robots++
 	// This robot's share of each score is what it appends to the tally.
 	longs := t.longOutages
@@ -478,7 +591,7 @@ func simulateRobot(cfg *Config, i int, t *tally) {
 	}()
 	pekkoCfg, pekkoThreshold := PekkoConfig()
 	r := robotRun{
-		cfg: cfg, t: t, class: class, outages: robot.Outages(), epoch: time.Unix(0, 0),
+		cfg: cfg, t: t, class: class, outages: outages, epoch: time.Unix(0, 0), source: source, interval: interval,
 		pekko: phi.New(pekkoCfg), pekkoPause: pekkoCfg.AcceptablePause, pekkoY: pekkoQuantile(pekkoThreshold),
 	}
 	// Scores: roam at each threshold, Pekko, stock, roam's evictions, then
@@ -501,7 +614,7 @@ func simulateRobot(cfg *Config, i int, t *tally) {
 	// further threshold (suspicions), one per further confirmation
 	// (evictions).
 	r.addCore(cfg.Detector, 0, r.stockScore+1)
-	for k, th := range cfg.Sweep {
+	for k, th := range cfg.Sweep[:len(t.phi)-1] { // the direct path's tally has none
 		c := cfg.Detector
 		c.Threshold = th
 		r.addCore(c, 1+k, -1)
@@ -511,14 +624,14 @@ func simulateRobot(cfg *Config, i int, t *tally) {
 		c.Adaptive = false
 		r.addCore(c, fixed, fixed+1)
 	}
-	for k, d := range cfg.EvictAfter {
+	for k, d := range cfg.EvictAfter[:len(t.evict)] {
 		c := cfg.Detector
 		c.Adaptive, c.EvictionConfirm = false, d
 		r.addCore(c, -1, evictAfter+k)
 	}
 	have := false
 	for {
-		at, ok := robot.Next()
+		at, ok := next()
 		if !ok {
 			break
 		}
@@ -583,21 +696,22 @@ type coreRun struct {
 // Core can change anything. A heartbeat at a tick's instant comes before
 // that tick.
 type coreDriver struct {
+	source   detector.HeartbeatSource
 	core     *detector.Core
 	epoch    time.Time
 	tick     time.Duration
 	lastTick time.Duration // last tick done; -1 before the first
 }
 
-func newCoreDriver(cfg detector.CoreConfig, epoch time.Time, tick time.Duration) (coreDriver, error) {
+func newCoreDriver(cfg detector.CoreConfig, source detector.HeartbeatSource, epoch time.Time, tick time.Duration) (coreDriver, error) {
 	c, err := detector.NewCore(cfg, epoch, nil)
-	return coreDriver{core: c, epoch: epoch, tick: tick, lastTick: -1}, err
+	return coreDriver{source: source, core: c, epoch: epoch, tick: tick, lastTick: -1}, err
 }
 
 // heartbeat delivers node's heartbeat at at (after every tick before at,
 // before every tick from at on: call until(at) first).
 func (d *coreDriver) heartbeat(node string, interval, at time.Duration) {
-	d.core.Heartbeat(node, interval, d.epoch.Add(at))
+	d.core.HeartbeatFrom(node, d.source, interval, d.epoch.Add(at))
 	d.lastTick = max(d.lastTick, at-1) // the ticks before it are past
 }
 
@@ -624,14 +738,17 @@ type robotRun struct {
 	t       *tally
 	class   *ClassResult // the robot's link class in t
 	outages []network.Outage
-	next    int // first outage not yet scored
-	epoch   time.Time
-	cores   []coreRun
-	intents []detector.Intent
-	pekko   *phi.Detector
-	prev    time.Duration // last heartbeat
-	first   time.Duration // first heartbeat (valid when seen)
-	seen    bool
+	// source and interval of the heartbeats fed to the Cores.
+	source   detector.HeartbeatSource
+	interval time.Duration
+	next     int // first outage not yet scored
+	epoch    time.Time
+	cores    []coreRun
+	intents  []detector.Intent
+	pekko    *phi.Detector
+	prev     time.Duration // last heartbeat
+	first    time.Duration // first heartbeat (valid when seen)
+	seen     bool
 	// Pekko's acceptable pause and the standard score of its threshold
 	// under its logistic approximation.
 	pekkoPause time.Duration
@@ -657,7 +774,7 @@ type verdict struct {
 // start of the run) whose suspicions go to score suspect and evictions to
 // score evictees.
 func (r *robotRun) addCore(cfg detector.CoreConfig, suspect, evictees int) {
-	d, err := newCoreDriver(cfg, r.epoch, r.cfg.Tick)
+	d, err := newCoreDriver(cfg, r.source, r.epoch, r.cfg.Tick)
 	if err != nil {
 		panic(fmt.Sprintf("validated detector config rejected: %v", err)) // Config.Validate checked it
 	}
@@ -667,7 +784,7 @@ func (r *robotRun) addCore(cfg detector.CoreConfig, suspect, evictees int) {
 // heartbeat delivers a heartbeat at at to every detector.
 func (r *robotRun) heartbeat(at time.Duration) {
 	for i := range r.cores {
-		r.cores[i].heartbeat(robotNode, r.cfg.Detector.Phi.FirstInterval, at)
+		r.cores[i].heartbeat(robotNode, r.interval, at)
 	}
 	r.pekkoHeartbeat(at, r.epoch.Add(at))
 }

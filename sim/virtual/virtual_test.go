@@ -14,6 +14,7 @@ func small() Config {
 	c := DefaultConfig()
 	c.Robots = 200
 	c.Duration = 6 * time.Hour
+	c.DirectRobots = 20 // ten times the work of a Lease path each
 	return c
 }
 
@@ -273,10 +274,51 @@ func TestReportHeadline(t *testing.T) {
 		`(?m)^eviction p99: \d+\.\d\d s$`,
 		`(?m)^hindsight bound for evictions at the budget: (\d+\.\d\d s|not reachable by per-class timeouts)$`,
 		`(?m)^fixed-phi false evictions per 1000 robot-hours: \d+\.\d{3}$`,
+		`(?m)^direct detection p99: \d+\.\d\d s$`,
+		`(?m)^direct false evictions per 1000 robot-hours: \d+\.\d{3}$`,
 		`partition brake`,
 	} {
 		if !regexp.MustCompile(re).MatchString(out) {
 			t.Errorf("report lacks %s:\n%s", re, out)
 		}
+	}
+}
+
+// On a perfect link where robots only die, the direct path catches every
+// death within its window's deadline, suspects no live robot, and its
+// robots write their Leases a tenth as often.
+func TestDirectPathDeathsOnly(t *testing.T) {
+	cfg := small()
+	cfg.DirectRobots = 50
+	cfg.Network = network.Model{
+		RenewInterval:  time.Second,
+		RequestTimeout: 4 * time.Second,
+		Links:          []network.Link{{Name: "wire", Share: 1, Jitter: network.Normal}},
+		DeathsPerDay:   8,
+		RepairTime:     10 * time.Minute,
+	}
+	res, err := Run(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := res.Direct
+	if d == nil || d.Robots != 50 {
+		t.Fatalf("direct result %+v, want 50 robots", d)
+	}
+	if len(d.Roam.Detections) < 20 || d.Roam.Missed != 0 || d.Roam.FalseSuspicions != 0 || d.Evicted.FalseSuspicions != 0 {
+		t.Fatalf("direct path: %d detections, %d missed, %d false suspicions, %d false evictions",
+			len(d.Roam.Detections), d.Roam.Missed, d.Roam.FalseSuspicions, d.Evicted.FalseSuspicions)
+	}
+	p := cfg.Detector.DirectPhi
+	bound := p.FirstInterval + p.AcceptablePause + 6*p.MinStdDev + cfg.Tick
+	if got := d.Roam.Percentile(100); got > bound {
+		t.Errorf("slowest direct detection %v; a regular 100 ms window reaches phi 8 by %v", got, bound)
+	}
+	if lease := res.Roam.Percentile(50); d.Roam.Percentile(50) >= lease {
+		t.Errorf("direct detection p50 %v is not below the Lease path's %v", d.Roam.Percentile(50), lease)
+	}
+	if ratio := res.LeaseWritesPer1000 / d.LeaseWritesPer1000; ratio < 9 || ratio > 11 {
+		t.Errorf("Lease writes: %.1f/s per 1,000 robots today, %.1f/s with the agent: ratio %.1f, want ≈10",
+			res.LeaseWritesPer1000, d.LeaseWritesPer1000, ratio)
 	}
 }

@@ -1,15 +1,17 @@
 // Command benchfleet measures roam-detector's cost at fleet scale (make
-// bench-detector): it feeds N nodes' Lease renewals at 1 Hz through the
+// bench-detector). By default it feeds N nodes' Lease renewals at 1 Hz through the
 // same handler the Lease informer calls (detector.Source.OnLeaseUpdate) —
 // not through an apiserver — while the decision loop ticks every 200 ms,
 // and prints CPU (getrusage over a wall-clock window), RSS (VmRSS) and the
-// time of one full sweep over all nodes.
+// time of one full sweep over all nodes. With -direct it measures direct
+// heartbeats instead (see runDirect).
 package main
 
 import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -29,8 +31,35 @@ func main() {
 	window := flag.Duration("duration", 10*time.Second, "measured wall-clock window")
 	settle := flag.Duration("settle", 3*time.Second, "unmeasured run-in (covers the warm-up)")
 	tick := flag.Duration("tick", detector.DefaultTick, "decision-loop tick")
+	direct := flag.Bool("direct", false, "measure direct heartbeats (UDP on loopback) instead of Lease renewals")
+	hz := flag.Int("hz", 10, "direct heartbeats per second per node")
+	garbage := flag.Float64("garbage", 0, "direct: extra garbage datagrams, as a fraction of the heartbeats")
+	sender := flag.Bool("sender", false, "internal: run as the direct benchmark's sending child process")
+	target := flag.String("target", "", "internal: the sender's destination")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the measured process to this file")
 	flag.Parse()
-	if err := run(*nodes, *window, *settle, *tick); err != nil {
+	if *cpuProfile != "" && !*sender {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "benchfleet: -cpuprofile:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	var err error
+	switch {
+	case *sender:
+		err = runSender(*target, *hz, *garbage, *window)
+	case *direct:
+		err = runDirect(*nodes, *hz, *garbage, *window, *settle, *tick)
+	default:
+		err = run(*nodes, *window, *settle, *tick)
+	}
+	if err != nil {
+		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "benchfleet:", err)
 		os.Exit(1)
 	}
@@ -97,9 +126,7 @@ func run(n int, window, settle, tick time.Duration) error {
 	}
 
 	stop := make(chan struct{})
-	done := make(chan struct{}, 2)
-	// Heartbeats: every 10 ms one hundredth of the fleet renews, so every
-	// node renews once a second.
+	done := make(chan struct{}, 1)
 	// Heartbeats: every 10 ms one hundredth of the fleet renews, so every
 	// node renews once a second; slots missed while the machine was busy
 	// are delivered late rather than dropped.
@@ -132,10 +159,40 @@ func run(n int, window, settle, tick time.Duration) error {
 			}
 		}
 	}()
+	st, err := measure(core, reg, tick, settle, window)
+	close(stop)
+	<-done
+	if err != nil {
+		return err
+	}
+	fmt.Printf("parameters: %d nodes, 4 s leases renewed at 1 Hz through detector.Source.OnLeaseUpdate, tick %v, window %v, GOMAXPROCS default\n", n, tick, window.Round(time.Second))
+	st.print()
+	fmt.Printf("detector %d nodes @1Hz: cpu %.1f%% of one core, rss %.0f MB, sweep %d us\n", n, st.cpu, st.rss, st.p50.Microseconds())
+	return nil
+}
+
+// stats is what measure finds.
+type stats struct {
+	cpu, rss         float64 // % of one core, MB
+	p50, p99, max    time.Duration
+	sweeps           int
+	heartbeats, perS float64
+	suspicions       int
+}
+
+func (st stats) print() {
+	fmt.Printf("sweeps: %d, p50 %d us, p99 %d us, max %d us; heartbeats in window %.0f (%.0f/s); suspicions of live nodes in window: %d\n",
+		st.sweeps, st.p50.Microseconds(), st.p99.Microseconds(), st.max.Microseconds(), st.heartbeats, st.perS, st.suspicions)
+}
+
+// measure ticks core every tick while heartbeats are fed elsewhere, and
+// measures the process's CPU and RSS over window after settle, and every
+// sweep in it.
+func measure(core *detector.Core, reg *prometheus.Registry, tick, settle, window time.Duration) (stats, error) {
+	stop := make(chan struct{})
 	sweeps := make(chan []time.Duration, 1)
 	var suspicions int
 	go func() {
-		defer func() { done <- struct{}{} }()
 		t := time.NewTicker(tick)
 		defer t.Stop()
 		var buf []detector.Intent
@@ -161,41 +218,40 @@ func run(n int, window, settle, tick time.Duration) error {
 			}
 		}
 	}()
-
+	defer func() {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+		}
+	}()
 	time.Sleep(settle)
 	c0, err := cpuTime()
 	if err != nil {
-		return err
+		return stats{}, err
 	}
 	h0 := counterValue(reg, "roam_heartbeats_total")
 	w0 := time.Now()
 	time.Sleep(window)
 	c1, err := cpuTime()
 	if err != nil {
-		return err
+		return stats{}, err
 	}
 	wall := time.Since(w0)
 	h1 := counterValue(reg, "roam_heartbeats_total")
 	rss, err := rssMB()
 	if err != nil {
-		return err
+		return stats{}, err
 	}
 	close(stop)
-	<-done
-	<-done
 	d := <-sweeps
 	if len(d) == 0 {
-		return fmt.Errorf("no sweep measured")
+		return stats{}, fmt.Errorf("no sweep measured")
 	}
 	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
-	p50, p99, mx := d[len(d)/2], d[len(d)*99/100], d[len(d)-1]
-	cpu := float64(c1-c0) / float64(wall) * 100
-
-	fmt.Printf("parameters: %d nodes, 4 s leases renewed at 1 Hz through detector.Source.OnLeaseUpdate, tick %v, window %v, GOMAXPROCS default\n", n, tick, window.Round(time.Second))
-	fmt.Printf("sweeps: %d, p50 %d us, p99 %d us, max %d us; heartbeats in window %.0f (%.0f/s); suspicions of live nodes in window: %d\n",
-		len(d), p50.Microseconds(), p99.Microseconds(), mx.Microseconds(), h1-h0, (h1-h0)/wall.Seconds(), suspicions)
-	fmt.Printf("detector %d nodes @1Hz: cpu %.1f%% of one core, rss %.0f MB, sweep %d us\n", n, cpu, rss, p50.Microseconds())
-	return nil
+	return stats{cpu: float64(c1-c0) / float64(wall) * 100, rss: rss, sweeps: len(d),
+		p50: d[len(d)/2], p99: d[len(d)*99/100], max: d[len(d)-1],
+		heartbeats: h1 - h0, perS: (h1 - h0) / wall.Seconds(), suspicions: suspicions}, nil
 }
 
 func counterValue(reg *prometheus.Registry, name string) float64 {
@@ -204,8 +260,12 @@ func counterValue(reg *prometheus.Registry, name string) float64 {
 		return 0
 	}
 	for _, mf := range mfs {
-		if mf.GetName() == name && len(mf.GetMetric()) > 0 {
-			return mf.GetMetric()[0].GetCounter().GetValue()
+		if mf.GetName() == name {
+			sum := 0.0
+			for _, m := range mf.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+			return sum
 		}
 	}
 	return 0
