@@ -53,6 +53,11 @@ type Options struct {
 	// Evictor removes the pods of lost robots (shared with the context
 	// controller). Default: one with evict.DefaultLimits.
 	Evictor *evict.Evictor
+	// Probe configures the API server reachability probe (zero: off;
+	// roam-detector runs DefaultProbeConfig).
+	Probe ProbeConfig
+	// ProbeCheck is the probe (default: ReadyzCheck of the client).
+	ProbeCheck func(context.Context) error
 }
 
 // Controller is roam-detector's control loop: Lease/Node/Pod informers feed
@@ -72,6 +77,7 @@ type Controller struct {
 	core     *Core
 	source   *Source
 	actuator *Actuator
+	probe    *Probe // nil: off
 
 	evictor *evict.Evictor
 
@@ -122,6 +128,17 @@ func NewController(client kubernetes.Interface, factory, leaseFactory informers.
 	}
 	if err := evict.AddPodIndex(c.podInf); err != nil {
 		return nil, err
+	}
+	if opts.Probe.Interval > 0 {
+		check := opts.ProbeCheck
+		if check == nil {
+			if check, err = ReadyzCheck(client); err != nil {
+				return nil, fmt.Errorf("API server probe: %w", err)
+			}
+		}
+		if c.probe, err = NewProbe(opts.Probe, check, core, opts.Clock); err != nil {
+			return nil, fmt.Errorf("API server probe: %w", err)
+		}
 	}
 	leaseLister := leaseFactory.Coordination().V1().Leases().Lister().Leases(NodeLeaseNamespace)
 	c.source = NewSource(core, opts.Clock, func(node string) bool {
@@ -239,6 +256,15 @@ func (c *Controller) Run(ctx context.Context) error {
 		for c.processThreshold(ctx) {
 		}
 	}()
+	if c.probe != nil {
+		// A failed watch is reported by client-go, a refused connection
+		// is not: the probe finds it.
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.probe.Run(ctx)
+		}()
+	}
 	c.ready.Store(true)
 	defer c.ready.Store(false)
 
