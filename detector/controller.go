@@ -177,6 +177,22 @@ func NewController(client kubernetes.Interface, factory, leaseFactory informers.
 	if _, err := c.nodeInf.AddEventHandler(c.source.NodeHandler()); err != nil {
 		return nil, fmt.Errorf("node handler: %w", err)
 	}
+	// Level-triggered on the marks too: a node whose roam taint or
+	// RoamReachable condition changed is synced again to what the Core
+	// holds. A mark written from a stale view (a late retry after an
+	// outage, whose recovery was then checked against a Node cache that
+	// had not seen the mark yet) or by another writer is undone.
+	if _, err := c.nodeInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		UpdateFunc: func(oldObj, newObj interface{}) {
+			old, ok1 := oldObj.(*corev1.Node)
+			n, ok2 := newObj.(*corev1.Node)
+			if ok1 && ok2 && marksChanged(old, n) {
+				c.queue.Add(n.Name)
+			}
+		},
+	}); err != nil {
+		return nil, fmt.Errorf("node marks handler: %w", err)
+	}
 	if _, err := c.podInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(o interface{}) { c.onPod(nil, o) },
 		UpdateFunc: c.onPod,
@@ -311,6 +327,19 @@ func (c *Controller) dispatch(ctx context.Context, intents []Intent) {
 		}
 		c.queue.Add(in.Node)
 	}
+}
+
+// marksChanged reports whether roam's taint or RoamReachable condition
+// differs between two versions of a Node.
+func marksChanged(old, n *corev1.Node) bool {
+	if hasTaint(old) != hasTaint(n) {
+		return true
+	}
+	oc, nc := condition(old), condition(n)
+	if oc == nil || nc == nil {
+		return oc != nc
+	}
+	return oc.Status != nc.Status || oc.Reason != nc.Reason
 }
 
 // want is what the actuator should make of a node in the state st: its

@@ -414,3 +414,44 @@ func TestAPIServerRestartSmallFleet(t *testing.T) {
 		t.Errorf("roam_suspicions_total = %s, want 1 (the robot lost after the restart only)", n)
 	}
 }
+
+// The detector is level-triggered on its own marks: a roam taint and
+// RoamReachable=False put on a live robot behind its back — what a sync
+// made from a stale view leaves, such as a retry that tainted a robot
+// after an outage whose recovery was then checked against a Node cache
+// that had not seen the taint yet — are undone, though the Core's view of
+// the robot never changed.
+func TestStrayMarksUndone(t *testing.T) {
+	cp, cs := cptest.Start(t, controlplane.Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	f := newChaosFleet(ctx, t, cs, 1)
+	go f.renew(ctx)
+	d := startDetector(t, cp.Kubeconfig, "--leader-elect=false")
+	waitUntil(ctx, t, "the robot RoamReachable=True (the detector warmed up)", 120*time.Second, func(ctx context.Context) (bool, error) {
+		return f.reachable(ctx, "")
+	})
+	robot := f.robots[0]
+	n, err := cs.CoreV1().Nodes().Get(ctx, robot, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Spec.Taints = append(n.Spec.Taints, corev1.Taint{Key: policies.UnreachableTaint, Effect: corev1.TaintEffectNoSchedule})
+	if n, err = cs.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n.Status.Conditions {
+		if c := &n.Status.Conditions[i]; c.Type == detector.ConditionReachable {
+			c.Status, c.Reason = corev1.ConditionFalse, detector.ReasonNodeUnreachable
+		}
+	}
+	if _, err := cs.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(ctx, t, "the stray taint and condition undone", 60*time.Second, func(ctx context.Context) (bool, error) {
+		return f.reachable(ctx, "")
+	})
+	if n := d.metric(t, "roam_suspicions_total"); n != "0" {
+		t.Errorf("roam_suspicions_total = %s, want 0", n)
+	}
+}
