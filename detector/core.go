@@ -417,6 +417,29 @@ func (c *Core) node(name string, interval time.Duration) *nodeState {
 // interval re-seeds it.
 func (c *Core) Heartbeat(node string, interval time.Duration, now time.Time) {
 	c.mu.Lock()
+	c.heartbeatLocked(node, interval, now)
+	c.mu.Unlock()
+	if c.metrics != nil {
+		c.metrics.Heartbeats.Inc()
+	}
+}
+
+// HeartbeatThenNextTick is Heartbeat followed by NextTick in one call, for
+// a driver on a virtual clock that asks for the next tick after every
+// heartbeat (the fleet simulator: one call instead of two per heartbeat).
+func (c *Core) HeartbeatThenNextTick(node string, interval time.Duration, now time.Time) time.Time {
+	c.mu.Lock()
+	c.heartbeatLocked(node, interval, now)
+	next := c.nextTick()
+	c.mu.Unlock()
+	if c.metrics != nil {
+		c.metrics.Heartbeats.Inc()
+	}
+	return next
+}
+
+// heartbeatLocked is Heartbeat with c.mu held.
+func (c *Core) heartbeatLocked(node string, interval time.Duration, now time.Time) {
 	n := c.node(node, interval)
 	if interval > 0 && interval != n.interval {
 		last := n.det.LastHeartbeat()
@@ -440,10 +463,6 @@ func (c *Core) Heartbeat(node string, interval time.Duration, now time.Time) {
 		n.beats++
 	}
 	c.schedule(n)
-	c.mu.Unlock()
-	if c.metrics != nil {
-		c.metrics.Heartbeats.Inc()
-	}
 }
 
 // SetZone records the zone (topology.kubernetes.io/zone) of node; "" means
@@ -678,6 +697,11 @@ func (c *Core) anyBrake() bool {
 func (c *Core) NextTick() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.nextTick()
+}
+
+// nextTick is NextTick with c.mu held.
+func (c *Core) nextTick() time.Time {
 	if c.waiting {
 		return c.lastTick
 	}
