@@ -551,7 +551,11 @@ func (d *coreDriver) until(until time.Duration, out []detector.Intent) []detecto
 		if d.next.IsZero() {
 			return out
 		}
-		t := ceilTo(max(d.lastTick+1, d.next.Sub(d.epoch), 0), d.tick)
+		next := d.next.Sub(d.epoch)
+		if next >= until {
+			return out // the usual case: the next heartbeat comes first
+		}
+		t := ceilTo(max(d.lastTick+1, next, 0), d.tick)
 		if t >= until {
 			return out
 		}
@@ -705,8 +709,10 @@ func (r *robotRun) silence(at time.Duration) {
 		}
 	}
 	// stock: the first node-monitor period after the grace expires.
-	if when := ceilTo(prev+cfg.StockGrace, cfg.StockPeriod); when < at {
-		r.judge(r.stockScore, out, when)
+	if at-prev > cfg.StockGrace {
+		if when := ceilTo(prev+cfg.StockGrace, cfg.StockPeriod); when < at {
+			r.judge(r.stockScore, out, when)
+		}
 	}
 }
 
