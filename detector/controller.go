@@ -159,17 +159,16 @@ func NewController(client kubernetes.Interface, factory, leaseFactory informers.
 			return nil, fmt.Errorf("watch error handler: %w", err)
 		}
 	}
-	// Any object delivered after an interruption shows the stream flows
-	// again (a relist); the heartbeats it carries are judged after the
-	// warm-up.
-	resumed := cache.ResourceEventHandlerFuncs{
+	// A Lease delivered after an interruption (a renewal, or a relist)
+	// shows the stream of heartbeats flows again; they are judged after the
+	// warm-up. A Node delivered does not: the Lease and Node watches
+	// reconnect on their own back-offs, and a Node watch back first says
+	// nothing of the Leases (a Node's fallback heartbeat does, see Source).
+	if _, err := c.leaseInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(interface{}) { c.core.SourceResumed(c.clock.Now()) },
 		UpdateFunc: func(interface{}, interface{}) { c.core.SourceResumed(c.clock.Now()) },
-	}
-	for _, inf := range []cache.SharedIndexInformer{c.leaseInf, c.nodeInf} {
-		if _, err := inf.AddEventHandler(resumed); err != nil {
-			return nil, fmt.Errorf("source handler: %w", err)
-		}
+	}); err != nil {
+		return nil, fmt.Errorf("source handler: %w", err)
 	}
 	if _, err := c.leaseInf.AddEventHandler(c.source.LeaseHandler()); err != nil {
 		return nil, fmt.Errorf("lease handler: %w", err)
