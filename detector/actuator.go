@@ -236,26 +236,26 @@ func (a *Actuator) Choose(pod *corev1.Pod) EvictionChoice {
 	if why := evict.Unmovable(pod); why != "" {
 		return EvictionChoice{Why: why}
 	}
-	if a.policies == nil {
-		return EvictionChoice{Why: "no policies"}
+	f := a.Failure(pod)
+	if !f.Move {
+		return EvictionChoice{Why: f.Why}
 	}
-	a.mu.Lock()
-	res := a.policies.ForPod(a.eval, pod)
-	a.mu.Unlock()
-	if len(res.Policies) == 0 {
-		return EvictionChoice{Why: "not governed by a policy"}
-	}
-	force := false
-	for _, p := range res.Policies {
-		if p.OnNodeFailure == policies.Keep {
-			return EvictionChoice{Why: "policy " + p.Key() + " says onNodeFailure: keep"}
-		}
-		force = force || p.ForceDelete
-	}
+	force := f.Force
 	if pod.DeletionTimestamp != nil && !force {
 		return EvictionChoice{Why: "already terminating"}
 	}
 	return EvictionChoice{Evict: true, Force: force}
+}
+
+// Failure is what the policies governing pod say about it on node failure.
+func (a *Actuator) Failure(pod *corev1.Pod) policies.Failure {
+	if a.policies == nil {
+		return policies.Failure{Why: "no policies"}
+	}
+	a.mu.Lock()
+	res := a.policies.ForPod(a.eval, pod)
+	a.mu.Unlock()
+	return policies.OnNodeFailure(res)
 }
 
 // EvictPods hands the governed pods of the lost robot node to the evictor

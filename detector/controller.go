@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	coordlisters "k8s.io/client-go/listers/coordination/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
@@ -58,6 +59,11 @@ type Options struct {
 	Probe ProbeConfig
 	// ProbeCheck is the probe (default: ReadyzCheck of the client).
 	ProbeCheck func(context.Context) error
+	// FenceLeases is an informer factory scoped to FenceLeaseNamespace,
+	// where fenced robots renew their fence Leases (optional: without it no
+	// robot counts as fenced).
+	FenceLeases         informers.SharedInformerFactory
+	FenceLeaseNamespace string
 }
 
 // Controller is roam-detector's control loop: Lease/Node/Pod informers feed
@@ -86,6 +92,9 @@ type Controller struct {
 
 	thrEval *policies.Evaluator // used by the single threshold worker only
 	ready   atomic.Bool
+
+	fenceInf    cache.SharedIndexInformer         // nil: no fencing
+	fenceLeases coordlisters.LeaseNamespaceLister // nil: no fencing
 }
 
 // NewController wires informers from factory (all namespaces) and a
@@ -204,6 +213,35 @@ func NewController(client kubernetes.Interface, factory, leaseFactory informers.
 	}); err != nil {
 		return nil, fmt.Errorf("pod handler: %w", err)
 	}
+	if opts.FenceLeases != nil {
+		if opts.FenceLeaseNamespace == "" {
+			opts.FenceLeaseNamespace = policies.FenceLeaseNamespace
+			c.opts.FenceLeaseNamespace = opts.FenceLeaseNamespace
+		}
+		c.fenceInf = opts.FenceLeases.Coordination().V1().Leases().Informer()
+		c.fenceLeases = opts.FenceLeases.Coordination().V1().Leases().Lister().Leases(opts.FenceLeaseNamespace)
+		if _, err := c.fenceInf.AddEventHandler(c.fenceLeaseHandler()); err != nil {
+			return nil, fmt.Errorf("fence lease handler: %w", err)
+		}
+	}
+	// A robot's fenceAfter comes from its Node: its fence mode is
+	// recomputed with its threshold.
+	if _, err := c.nodeInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: func(o interface{}) {
+			if n, ok := o.(*corev1.Node); ok {
+				c.thresholds.Add(n.Name)
+			}
+		},
+		UpdateFunc: func(o, n interface{}) {
+			on, ok1 := o.(*corev1.Node)
+			nn, ok2 := n.(*corev1.Node)
+			if ok1 && ok2 && FenceAfter(on) != FenceAfter(nn) {
+				c.thresholds.Add(nn.Name)
+			}
+		},
+	}); err != nil {
+		return nil, fmt.Errorf("node fence handler: %w", err)
+	}
 	if h, ok := opts.Policies.(interface{ AddChangeHandler(func(policies.Change)) }); ok {
 		h.AddChangeHandler(func(policies.Change) { c.requeueAllThresholds() })
 	}
@@ -247,6 +285,12 @@ func (c *Controller) Run(ctx context.Context) error {
 	c.factory.Start(ctx.Done())
 	c.leaseFac.Start(ctx.Done())
 	synced := append([]cache.InformerSynced{c.leaseInf.HasSynced, c.nodeInf.HasSynced, c.podInf.HasSynced}, c.opts.WaitFor...)
+	if c.opts.FenceLeases != nil {
+		// Not waited for: until the fence Leases are listed (or when
+		// roam-detector may not read them) no robot counts as fenced,
+		// which only makes evictions slower.
+		c.opts.FenceLeases.Start(ctx.Done())
+	}
 	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
 		return fmt.Errorf("roam-detector: caches did not sync: %w", ctx.Err())
 	}
@@ -376,6 +420,13 @@ func (c *Controller) processNode(ctx context.Context) bool {
 	err := c.actuator.SyncNode(ctx, node, w)
 	var wait time.Duration
 	if err == nil && evictPods {
+		var ok bool
+		if ok, err = c.checkFence(ctx, node); err == nil && !ok {
+			c.queue.Forget(node)
+			return true // back to Suspected: the Core evicts it again after its floor
+		}
+	}
+	if err == nil && evictPods {
 		var n int
 		n, wait, err = c.actuator.EvictPods(ctx, node, w.Phi)
 		if n > 0 {
@@ -402,6 +453,10 @@ func (c *Controller) processThreshold(ctx context.Context) bool {
 	defer c.thresholds.Done(node)
 	c.thresholds.Forget(node)
 	c.core.SetThreshold(node, c.nodeThreshold(node))
+	mode, after := c.nodeFence(node, func(pod *corev1.Pod) policies.Failure {
+		return policies.OnNodeFailure(c.opts.Policies.ForPod(c.thrEval, pod))
+	})
+	c.core.SetFence(node, mode, after)
 	return true
 }
 

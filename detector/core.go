@@ -90,6 +90,8 @@ type CoreConfig struct {
 	// found it silent again after heartbeats that did not recover it (zero
 	// or more; zero: at once).
 	EvictionConfirm time.Duration
+	// Fence is the fencing rule (core_fence.go).
+	Fence FenceConfig
 }
 
 // DefaultCoreConfig is roam-detector's default configuration.
@@ -103,12 +105,16 @@ func DefaultCoreConfig() CoreConfig {
 		BrakeMinNodes:     DefaultBrakeMinNodes,
 		EvictionDelay:     DefaultEvictionDelay,
 		EvictionConfirm:   DefaultEvictionConfirm,
+		Fence:             DefaultFenceConfig(),
 	}
 }
 
 // Validate reports the first invalid setting.
 func (c CoreConfig) Validate() error {
 	if err := c.Phi.Validate(); err != nil {
+		return err
+	}
+	if err := c.Fence.validate(); err != nil {
 		return err
 	}
 	switch {
@@ -279,6 +285,7 @@ type nodeState struct {
 	flaps      int           // suspicions within FlapWindow of the previous one
 	lastSusp   time.Duration // previous suspicion; never: none
 	suspPhi    float64       // phi when suspected
+	fence      nodeFence
 	// next is the earliest instant at which judging the node can change
 	// anything, as long as no heartbeat arrives: the Tick skips it before.
 	next time.Duration
@@ -309,6 +316,8 @@ type Core struct {
 	quietUntil time.Duration
 
 	counts [3]int // by Phase.metricState: warmup, alive, suspected
+	// fenceMax is the longest fenceAfter of any robot seen.
+	fenceMax time.Duration
 }
 
 // NewCore returns a Core that started at start (warm-up counts from here).
@@ -565,7 +574,7 @@ func (c *Core) schedule(n *nodeState) {
 		case n.beats > 0:
 			n.next = n.deadline // silent again
 		case n.phase == PhaseSuspected:
-			n.next = max(n.silentFrom+c.cfg.EvictionConfirm, c.quietUntil) // eviction due
+			n.next = max(n.silentFrom+c.cfg.EvictionConfirm, c.quietUntil, c.fenceFloor(n)) // eviction due
 		default:
 			n.next = never // held or evicted: waits for heartbeats
 		}
@@ -875,6 +884,9 @@ func (c *Core) evictDue(t time.Duration, out []Intent) []Intent {
 		}
 		if t < n.deadline {
 			continue // heartbeating again (not yet recovered): never evict a node that is talking
+		}
+		if t < c.fenceFloor(n) {
+			continue // its agent may not have fenced it yet (core_fence.go)
 		}
 		if c.isBraked(n) {
 			// Suspected before the brake engaged: show it held now.

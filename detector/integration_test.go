@@ -245,7 +245,9 @@ func createRobot(ctx context.Context, t *testing.T, cs kubernetes.Interface, nam
 }
 
 func policyCM(name, match string, extra map[string]string) *corev1.ConfigMap {
-	data := map[string]string{"match": match, "onNodeFailure": "reschedule"}
+	// The test's robots run no agent (unfenced): duplicates accepted, or
+	// their pods would wait for the unfenced timeout.
+	data := map[string]string{"match": match, "onNodeFailure": "reschedule", "acceptDuplicates": "true"}
 	for k, v := range extra {
 		data[k] = v
 	}

@@ -330,6 +330,9 @@ func testDetectorRuns(ctx context.Context, t *testing.T, bins, adminKubeconfig s
 		"--kubeconfig="+kubeconfigAs(t, adminKubeconfig, detectorSA),
 		"--leader-elect=true", "--leader-elect-namespace=roam-system",
 		fmt.Sprintf("--metrics-addr=127.0.0.1:%d", port),
+		// The robots run no roam-agent (unfenced): remove their pods at
+		// once instead of after the unfenced timeout.
+		"--unfenced-timeout=0",
 		"--warmup=2s", "-v=2")
 	waitHTTP(ctx, t, fmt.Sprintf("http://127.0.0.1:%d/readyz", port), "ok: leader")
 	waitHTTP(ctx, t, fmt.Sprintf("http://127.0.0.1:%d/healthz", port), "ok")

@@ -34,6 +34,16 @@ const (
 	LocationAnnotation = "roam.dev/location"
 	// BatteryAnnotation on a node is "0".."100".
 	BatteryAnnotation = "roam.dev/battery"
+	// FenceAnnotation on a node, set by roam-agent, is the Go duration after
+	// which the agent freezes the robot's governed pods without an
+	// acknowledged heartbeat; absent, the robot is unfenced.
+	FenceAnnotation = "roam.dev/fence"
+	// FenceLeaseNamespace holds one fence Lease per fenced robot, named
+	// after its Node: roam-agent renews it, roam-detector watches it.
+	FenceLeaseNamespace = "roam-agent"
+	// FenceRevokedHolder is the holderIdentity roam-detector writes into a
+	// robot's fence Lease to revoke it before it removes the robot's pods.
+	FenceRevokedHolder = "roam-detector"
 	// UnreachableTaint is set by roam-detector on a suspected robot.
 	UnreachableTaint = "roam.dev/unreachable"
 	// DefaultGlobalNamespace holds policies that govern every namespace.
@@ -75,6 +85,14 @@ type Policy struct {
 	PhiThreshold float64
 	// ForceDelete lets the detector force-delete pods of a lost robot.
 	ForceDelete bool
+	// Freeze (default true) lets roam-agent freeze the policy's pods when
+	// their robot loses the cluster; a pod one of whose policies says false
+	// is never frozen and counts as unfenced.
+	Freeze bool
+	// AcceptDuplicates (default false) lets roam-detector replace the
+	// policy's pods from an unfenced robot as fast as from a fenced one,
+	// although the original may still be running there.
+	AcceptDuplicates bool
 
 	// compiled programs and their sources live in unexported fields.
 	programs

@@ -22,12 +22,19 @@ const (
 	KeyOnNodeFailure   = "onNodeFailure"
 	KeyPhiThreshold    = "phiThreshold"
 	KeyForceDelete     = "forceDelete"
+	// KeyFreeze: whether roam-agent may freeze the policy's pods when their
+	// robot loses the cluster (default true); "false" makes them unfenced.
+	KeyFreeze = "freeze"
+	// KeyAcceptDuplicates: whether the policy's pods may be replaced in
+	// seconds from an unfenced robot, where the original may still run
+	// (default false).
+	KeyAcceptDuplicates = "acceptDuplicates"
 )
 
 // Keys lists every valid data key of a policy ConfigMap, in the design's
 // order.
 func Keys() []string {
-	return []string{KeyMatch, KeyRequire, KeyScore, KeyWeight, KeyOnContextChange, KeySettle, KeyOnNodeFailure, KeyPhiThreshold, KeyForceDelete}
+	return []string{KeyMatch, KeyRequire, KeyScore, KeyWeight, KeyOnContextChange, KeySettle, KeyOnNodeFailure, KeyPhiThreshold, KeyForceDelete, KeyFreeze, KeyAcceptDuplicates}
 }
 
 // Defaults from the design.
@@ -64,6 +71,7 @@ func Parse(cm *corev1.ConfigMap) (*Policy, error) {
 		OnContextChange: Reschedule,
 		Settle:          DefaultSettle,
 		OnNodeFailure:   Reschedule,
+		Freeze:          true,
 	}
 	data := cm.Data
 	if s, ok := data[KeyMatch]; ok {
@@ -110,6 +118,16 @@ func Parse(cm *corev1.ConfigMap) (*Policy, error) {
 		v, prob := boolean(KeyForceDelete, s)
 		add(prob)
 		p.ForceDelete = v
+	}
+	if s, ok := data[KeyFreeze]; ok {
+		v, prob := boolean(KeyFreeze, s)
+		add(prob)
+		p.Freeze = v
+	}
+	if s, ok := data[KeyAcceptDuplicates]; ok {
+		v, prob := boolean(KeyAcceptDuplicates, s)
+		add(prob)
+		p.AcceptDuplicates = v
 	}
 
 	var unknown []string

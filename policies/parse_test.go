@@ -63,6 +63,8 @@ var parseCases = []struct {
 	{name: "phiThreshold not number", data: map[string]string{"phiThreshold": "high"}},
 	{name: "forceDelete not boolean", data: map[string]string{"forceDelete": "yes"}},
 	{name: "forceDelete capitalised", data: map[string]string{"forceDelete": "True"}},
+	{name: "freeze not boolean", data: map[string]string{"freeze": "never"}},
+	{name: "acceptDuplicates not boolean", data: map[string]string{"acceptDuplicates": "1"}},
 	{name: "unknown key suggestion", data: map[string]string{"requires": "true"}},
 	{name: "unknown key case", data: map[string]string{"Weight": "2"}},
 	{name: "unknown key no suggestion", data: map[string]string{"priority": "high"}},
@@ -137,6 +139,12 @@ func TestParseValues(t *testing.T) {
 	if p.Weight != 0.5 || p.Settle != 90*time.Second || p.OnContextChange != Keep || p.OnNodeFailure != Keep ||
 		p.PhiThreshold != 12.5 || !p.ForceDelete || !p.HasScore || p.HasMatch {
 		t.Errorf("policy = %+v", p)
+	}
+	if p := mustParse(t, map[string]string{}); !p.Freeze || p.AcceptDuplicates {
+		t.Errorf("fencing defaults: freeze %v, acceptDuplicates %v; want true, false", p.Freeze, p.AcceptDuplicates)
+	}
+	if p := mustParse(t, map[string]string{"freeze": "false", "acceptDuplicates": "true"}); p.Freeze || !p.AcceptDuplicates {
+		t.Errorf("freeze false, acceptDuplicates true parsed as %v, %v", p.Freeze, p.AcceptDuplicates)
 	}
 	if p := mustParse(t, map[string]string{"settle": "0s"}); p.Settle != 0 {
 		t.Errorf("settle 0s = %v", p.Settle)

@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 
@@ -49,6 +50,8 @@ type Options struct {
 	// MetricsAddr serves /metrics and /healthz ("" disables it).
 	MetricsAddr string
 	Limits      publish.Limits
+	// Fence configures fencing; Fence.After 0 leaves the robot unfenced.
+	Fence FenceOptions
 }
 
 // Run runs the agent until ctx is done. It returns an error only when a
@@ -85,6 +88,16 @@ func Run(ctx context.Context, client kubernetes.Interface, opts Options) error {
 	pub := publish.New(applier, publish.Options{Limits: opts.Limits, OnWrite: func(k publish.Kind) {
 		m.Publishes.WithLabelValues(string(k)).Inc()
 	}})
+	// Fencing is set up before anything else: a lease that ran out while no
+	// agent ran is acted on first.
+	var fenced *fencing
+	if opts.Fence.After > 0 {
+		fenced, err = setupFencing(ctx, client, opts.NodeName, opts.Fence, m, recorder, nodeRef)
+		if err != nil {
+			logger.Error(err, "This robot cannot be fenced: roam treats it as unfenced")
+			recorder.Event(nodeRef, corev1.EventTypeWarning, "Unfenced", "roam-agent cannot freeze this robot's pods: "+err.Error())
+		}
+	}
 	sink := &sink{pub: pub, metrics: m, recorder: recorder, node: nodeRef, logger: logger}
 
 	var wg sync.WaitGroup
@@ -104,6 +117,20 @@ func Run(ctx context.Context, client kubernetes.Interface, opts Options) error {
 		wg.Wait()
 	}()
 
+	if fenced != nil {
+		fenced.run(ctx, run)
+		// The robot is fenced once the agent knows its pods and the
+		// policies: only then does it publish roam.dev/fence.
+		run("fence announcement", func(ctx context.Context) error {
+			if !cache.WaitForCacheSync(ctx.Done(), fenced.pods.hasSynced) {
+				return nil // shutting down
+			}
+			sink.setFence(opts.Fence.After.String())
+			m.Fenceable.Set(1)
+			logger.Info("Fencing active", "fenceAfter", opts.Fence.After)
+			return nil
+		})
+	}
 	// The Node must exist (the kubelet registers it); the agent never
 	// creates it.
 	run("node", func(ctx context.Context) error {
@@ -174,11 +201,25 @@ type sink struct {
 	recorder record.EventRecorder
 	node     *corev1.ObjectReference
 	logger   klog.Logger
+	mu       sync.Mutex
+	// fence is the roam.dev/fence value every write carries ("": none).
+	fence string
+}
+
+// setFence makes every write carry roam.dev/fence: value, starting with a
+// write of the newest state.
+func (s *sink) setFence(value string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fence = value
+	s.pub.Update(withFence(s.pub.Desired(), value))
 }
 
 func (s *sink) State(src sense.Source, st state.State) {
 	s.logger.V(2).Info("State received", "source", src, "context", st.Context, "zone", st.Zone)
-	s.pub.Update(st)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pub.Update(withFence(st, s.fence))
 }
 
 func (s *sink) Invalid(src sense.Source, err error) {

@@ -3,8 +3,6 @@ package publish
 import (
 	"context"
 	"errors"
-	"io"
-	"net"
 	"net/url"
 	"strings"
 	"sync"
@@ -20,6 +18,7 @@ import (
 	"github.com/roam-dev/roam/agent/state"
 	"github.com/roam-dev/roam/internal/controlplane"
 	"github.com/roam-dev/roam/internal/controlplane/cptest"
+	"github.com/roam-dev/roam/internal/testutil"
 )
 
 func createNode(ctx context.Context, t *testing.T, cs kubernetes.Interface, name string, labels map[string]string) {
@@ -116,64 +115,6 @@ func TestApplierOwnsOnlyItsKeys(t *testing.T) {
 	}
 }
 
-// proxy forwards TCP connections to target while up; when down it refuses
-// new connections and cuts the open ones.
-type proxy struct {
-	l      net.Listener
-	target string
-	mu     sync.Mutex
-	up     bool
-	conns  []net.Conn
-}
-
-func newProxy(t *testing.T, target string) *proxy {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proxy{l: l, target: target, up: true}
-	t.Cleanup(func() { _ = l.Close(); p.setUp(false) })
-	go p.serve()
-	return p
-}
-
-func (p *proxy) serve() {
-	for {
-		c, err := p.l.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		if !p.up {
-			p.mu.Unlock()
-			_ = c.Close()
-			continue
-		}
-		u, err := net.Dial("tcp", p.target)
-		if err != nil {
-			p.mu.Unlock()
-			_ = c.Close()
-			continue
-		}
-		p.conns = append(p.conns, c, u)
-		p.mu.Unlock()
-		go func() { _, _ = io.Copy(u, c); _ = u.Close() }()
-		go func() { _, _ = io.Copy(c, u); _ = c.Close() }()
-	}
-}
-
-func (p *proxy) setUp(up bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.up = up
-	if !up {
-		for _, c := range p.conns {
-			_ = c.Close()
-		}
-		p.conns = nil
-	}
-}
-
 // TestPublisherSurvivesUnreachableAPIServer cuts the agent off the API
 // server, keeps sensing, and checks that the newest state lands on
 // reconnection.
@@ -187,9 +128,9 @@ func TestPublisherSurvivesUnreachableAPIServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	px := newProxy(t, u.Host)
+	px := testutil.NewProxy(t, u.Host)
 	cfg := rest.CopyConfig(cp.Config)
-	cfg.Host = "https://" + px.l.Addr().String()
+	cfg.Host = "https://" + px.Addr()
 	cfg.TLSClientConfig.ServerName = u.Hostname()
 	agentCS, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
@@ -206,7 +147,7 @@ func TestPublisherSurvivesUnreachableAPIServer(t *testing.T) {
 	p.Update(state.State{Context: "hospital", Location: &state.Location{X: 0, Y: 0}, Battery: &b})
 	waitNode(ctx, t, cs, "robot-2", "first state", func(n *corev1.Node) bool { return n.Labels["roam.dev/context"] == "hospital" })
 
-	px.setUp(false)
+	px.SetUp(false)
 	for i := 1; i <= 5; i++ {
 		b := 90.0 - float64(i)
 		p.Update(state.State{Context: []string{"store", "warehouse"}[i%2], Location: &state.Location{X: float64(10 * i), Y: 0}, Battery: &b})
@@ -215,7 +156,7 @@ func TestPublisherSurvivesUnreachableAPIServer(t *testing.T) {
 	if n, _ := cs.CoreV1().Nodes().Get(ctx, "robot-2", metav1.GetOptions{}); n.Labels["roam.dev/context"] != "hospital" {
 		t.Fatalf("a write got through the cut: %v", n.Labels)
 	}
-	px.setUp(true)
+	px.SetUp(true)
 	waitNode(ctx, t, cs, "robot-2", "newest state after reconnection", func(n *corev1.Node) bool {
 		return n.Labels["roam.dev/context"] == "warehouse" && n.Annotations["roam.dev/location"] == "50,0" && n.Annotations["roam.dev/battery"] == "85"
 	})

@@ -19,9 +19,12 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/roam-dev/roam/agent/daemon"
+	"github.com/roam-dev/roam/agent/fence"
+	"github.com/roam-dev/roam/agent/fence/cgroup"
 	"github.com/roam-dev/roam/agent/publish"
 	"github.com/roam-dev/roam/agent/sense"
 	"github.com/roam-dev/roam/internal/version"
+	"github.com/roam-dev/roam/policies"
 )
 
 type options struct {
@@ -46,10 +49,26 @@ func parseFlags(fs *flag.FlagSet, args []string) (*options, error) {
 	fs.DurationVar(&l.LocationInterval, "location-interval", l.LocationInterval, "least time between two location writes")
 	fs.Float64Var(&l.BatteryStep, "battery-step", l.BatteryStep, "battery change (percentage points) written at once")
 	fs.DurationVar(&l.BatteryInterval, "battery-interval", l.BatteryInterval, "least time between writes of smaller battery changes")
+	fo := &d.Fence
+	var kubeletRoot string
+	fs.DurationVar(&fo.After, "fence-after", 3*time.Second, "freeze the pods roam would move this long after the send time of the newest acknowledged heartbeat (0: the robot is unfenced)")
+	fs.StringVar(&fo.CgroupDir, "cgroup-dir", "/sys/fs/cgroup", "where the host's cgroup filesystem is mounted")
+	fs.StringVar(&kubeletRoot, "kubelet-cgroup-root", "/", "the kubelet's --cgroup-root (\"/robot\" with the cgroupfs driver, \"/robot.slice\" with systemd)")
+	fs.StringVar(&fo.StateDir, "fence-state-dir", "/run/roam", "directory (a host tmpfs) keeping the fence lease and the freezable pods across agent restarts")
+	fs.StringVar(&fo.LeaseNamespace, "fence-lease-namespace", fence.DefaultLeaseNamespace, "namespace of the robots' fence Leases")
+	fs.StringVar(&fo.PolicyNamespace, "policy-namespace", policies.DefaultGlobalNamespace, "namespace whose policies govern every namespace")
 	klog.InitFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
+	if fo.After < 0 {
+		return nil, fmt.Errorf("--fence-after %v must not be negative", fo.After)
+	}
+	root, err := cgroup.ParseRoot(kubeletRoot)
+	if err != nil {
+		return nil, fmt.Errorf("--kubelet-cgroup-root: %w", err)
+	}
+	fo.KubeletCgroupRoot = root
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}

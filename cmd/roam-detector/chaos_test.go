@@ -66,7 +66,9 @@ func newChaosFleet(ctx context.Context, t *testing.T, cs kubernetes.Interface, n
 	}
 	_, err := cs.CoreV1().ConfigMaps(chaosNS).Create(ctx, &corev1.ConfigMap{
 		ObjectMeta: metav1.ObjectMeta{Name: "movable", Namespace: chaosNS, Labels: map[string]string{policies.PolicyLabel: "true"}},
-		Data:       map[string]string{"match": `pod.labels["app"] == "web"`, "onNodeFailure": "reschedule"},
+		// The robots run no agent (unfenced): duplicates accepted, or the
+		// pods would wait for the unfenced timeout.
+		Data: map[string]string{"match": `pod.labels["app"] == "web"`, "onNodeFailure": "reschedule", "acceptDuplicates": "true"},
 	}, metav1.CreateOptions{})
 	must(err)
 	f := &chaosFleet{cs: cs, pods: map[string]*corev1.Pod{}, silent: map[string]bool{}}

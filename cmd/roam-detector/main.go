@@ -52,6 +52,7 @@ type options struct {
 	leRetry         time.Duration
 	metricsAddr     string
 	policyNamespace string
+	fenceNamespace  string
 	tick            time.Duration
 	core            detector.CoreConfig
 	probe           detector.ProbeConfig
@@ -84,6 +85,9 @@ func parseFlags(fs *flag.FlagSet, args []string) (*options, error) {
 	fs.DurationVar(&o.core.Warmup, "warmup", o.core.Warmup, "after start (and after a node's first heartbeat) nothing is suspected for this long (0: none)")
 	fs.Float64Var(&o.core.BrakeFraction, "brake-fraction", o.core.BrakeFraction, "fraction of a zone's (or all) nodes suspected at once that stops all evictions there, in (0, 1]")
 	fs.IntVar(&o.core.BrakeMinNodes, "brake-min-nodes", o.core.BrakeMinNodes, "the brake needs at least this many suspected nodes")
+	fs.DurationVar(&o.core.Fence.Margin, "fence-margin", o.core.Fence.Margin, "a fenced robot's pods are removed no earlier than its fenceAfter plus this after its last fence-lease renewal observed (covers clock drift and the agent's freezing time)")
+	fs.DurationVar(&o.core.Fence.UnfencedTimeout, "unfenced-timeout", o.core.Fence.UnfencedTimeout, "pods of an unfenced robot whose policies do not accept duplicates are removed this long after its last heartbeat (default: stock Kubernetes' 5m40s)")
+	fs.StringVar(&o.fenceNamespace, "fence-lease-namespace", policies.FenceLeaseNamespace, "namespace of the robots' fence Leases (roam-agent's --fence-lease-namespace)")
 	fs.DurationVar(&o.core.EvictionConfirm, "eviction-confirm", o.core.EvictionConfirm, "evict a suspected node's pods only once it has stayed silent this long past its suspicion (or past being found silent again): fewer false evictions, slower redeploy (see roam-sim's eviction table); 0: at once")
 	fs.DurationVar(&o.core.EvictionDelay, "eviction-delay", o.core.EvictionDelay, "longest a suspected node's eviction waits for the partition brake: it waits only while other nodes about to be suspected could still engage the brake (0: never waits)")
 	fs.DurationVar(&o.probe.Interval, "apiserver-probe-interval", o.probe.Interval, "how often the API server's /readyz is probed; while it fails no robot is judged, since their heartbeats cannot arrive (0: no probe)")
@@ -127,6 +131,9 @@ func (o *options) validate() error {
 		{notNeg(o.core.Warmup), "warmup", o.core.Warmup, "zero or more"},
 		{o.core.BrakeFraction > 0 && o.core.BrakeFraction <= 1, "brake-fraction", o.core.BrakeFraction, "in (0, 1]"},
 		{o.core.BrakeMinNodes >= 1, "brake-min-nodes", o.core.BrakeMinNodes, "at least 1"},
+		{notNeg(o.core.Fence.Margin), "fence-margin", o.core.Fence.Margin, "zero or more"},
+		{notNeg(o.core.Fence.UnfencedTimeout), "unfenced-timeout", o.core.Fence.UnfencedTimeout, "zero or more (0: as fast as fenced robots, allowing duplicates)"},
+		{o.fenceNamespace != "", "fence-lease-namespace", o.fenceNamespace, "a namespace"},
 		{notNeg(o.core.EvictionConfirm), "eviction-confirm", o.core.EvictionConfirm, "zero or more (0: evict at once)"},
 		{notNeg(o.core.EvictionDelay), "eviction-delay", o.core.EvictionDelay, "zero or more (0: never wait)"},
 		{notNeg(o.probe.Interval), "apiserver-probe-interval", o.probe.Interval, "zero or more (0: no probe)"},
@@ -234,8 +241,10 @@ func run(ctx context.Context, o *options) error {
 	if err != nil {
 		return err
 	}
+	fenceFactory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(o.fenceNamespace))
 	ctrl, err := detector.NewController(client, factory, leaseFactory, detector.Options{
 		Core: o.core, Probe: o.probe, Tick: o.tick, Metrics: metrics, Recorder: recorder, Policies: store, Evictor: evictor,
+		FenceLeases: fenceFactory, FenceLeaseNamespace: o.fenceNamespace,
 		WaitFor: []cache.InformerSynced{store.HasSynced},
 	})
 	if err != nil {

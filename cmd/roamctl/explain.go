@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/roam-dev/roam/policies"
+	"github.com/roam-dev/roam/scheduler/capability"
 )
 
 type stringList []string
@@ -37,6 +38,8 @@ type explainInput struct {
 	// rejectUnreachable rejects robots tainted roam.dev/unreachable for
 	// governed pods, as roam-scheduler's Filter does.
 	rejectUnreachable bool
+	// weights are roam-scheduler's score weights (zero value: its defaults).
+	weights scoreWeights
 }
 
 // runExplain implements `roamctl policy explain`.
@@ -49,6 +52,8 @@ func runExplain(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fs.Var(&policyArgs, "policies", "policy ConfigMap YAML file or directory (repeatable); default with --kubeconfig: the cluster's policies")
 	kubeconfig := fs.String("kubeconfig", "", "read the pod, nodes and policies from this cluster")
 	globalNS := fs.String("global-namespace", policies.DefaultGlobalNamespace, "namespace whose policies govern every namespace")
+	var weights scoreWeights
+	fs.Var(&weights, "score-weights", "roam-scheduler's RoamPolicy score weights, when not its defaults")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -56,7 +61,7 @@ func runExplain(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprint(stderr, "roamctl policy explain: --pod and --nodes (or --kubeconfig) are required\n"+usage)
 		return 2
 	}
-	in := explainInput{globalNS: *globalNS}
+	in := explainInput{globalNS: *globalNS, weights: weights}
 	var cs kubernetes.Interface
 	if *kubeconfig != "" {
 		cfg, err := clientcmd.BuildConfigFromFlags("", *kubeconfig)
@@ -224,22 +229,48 @@ type nodeResult struct {
 	feasible bool
 	total    float64
 	reason   string
+	// roam is RoamPolicy's 0..100 score of a feasible node (the policies'
+	// total and the built-in preference, normalized over the feasible
+	// nodes as the scheduler does); raw is its built-in measure.
+	roam int64
+	raw  capability.Raw
+}
+
+// evaluation is evaluate's answer.
+type evaluation struct {
+	res     policies.Resolution
+	results []nodeResult
+	// want is the pod's built-in preference (nil: none applies).
+	want *capability.Want
+	// policyWeight is the policies' weight in the roam score (0: no policy
+	// scores the pod).
+	policyWeight int64
 }
 
 // evaluate resolves the pod's policies and evaluates every node against
 // them with the policy code the scheduler runs; feasible nodes come first,
 // best total first.
-func evaluate(in explainInput) (policies.Resolution, []nodeResult) {
+func evaluate(in explainInput) evaluation {
 	ev := policies.NewEvaluator()
 	res := policies.Resolve(ev, in.pod, in.policies, in.globalNS)
 	if res.Blocked != "" {
-		return res, nil
+		return evaluation{res: res}
+	}
+	w := in.weights.orDefault()
+	e := evaluation{res: res, want: capability.WantOf(in.pod, w.builtin(), len(res.Policies) > 0)}
+	for _, p := range res.Policies {
+		if p.HasScore {
+			e.policyWeight = w.Policy
+		}
 	}
 	podEnv := policies.PodEnvFor(in.pod)
 	var results []nodeResult
+	var feasible []float64 // the policies' totals of the feasible nodes (NaN: a score failed)
+	var raws []capability.Raw
 	for _, n := range in.nodes {
 		env := policies.Env{Node: policies.NodeEnvFor(n, in.requested[n.Name]), Pod: podEnv}
 		r := nodeResult{name: n.Name, feasible: true}
+		failed := false
 		if in.rejectUnreachable && len(res.Policies) > 0 && tainted(n, policies.UnreachableTaint) {
 			r.feasible = false
 			r.reason = "taint " + policies.UnreachableTaint + ": roam-detector suspects it"
@@ -274,30 +305,63 @@ func evaluate(in explainInput) (policies.Resolution, []nodeResult) {
 				if r.reason == "" && err != nil {
 					r.reason = firstLine(err.Error())
 				}
+				failed = true
 				continue
 			}
 			r.score = append(r.score, fmt.Sprintf("%g", s))
 			r.value = append(r.value, s)
 			r.total += p.Weight * s
 		}
+		if r.feasible {
+			total := r.total
+			if failed {
+				total = math.NaN()
+			}
+			feasible = append(feasible, total)
+			if e.want != nil {
+				node := env.Node
+				r.raw = e.want.Measure(node.Location, func() map[string]string { return node.Labels }, freeDevices(node.Devices))
+			}
+			raws = append(raws, r.raw)
+		}
 		results = append(results, r)
+	}
+	scores := make([]int64, len(feasible))
+	capability.Combine(e.policyWeight, feasible, e.want, raws, scores)
+	k := 0
+	for i := range results {
+		if results[i].feasible {
+			results[i].roam = scores[k]
+			k++
+		}
 	}
 	sort.SliceStable(results, func(i, j int) bool {
 		a, b := results[i], results[j]
 		if a.feasible != b.feasible {
 			return a.feasible
 		}
+		if a.roam != b.roam {
+			return a.roam > b.roam
+		}
 		if a.total != b.total {
 			return a.total > b.total
 		}
 		return a.name < b.name
 	})
-	return res, results
+	e.results = results
+	return e
 }
+
+// freeDevices reads a node's free extended-resource units (allocatable
+// minus the requests of its pods) for capability.Want.Measure.
+type freeDevices map[string]float64
+
+func (f freeDevices) FreeUnits(r *capability.Request) int64 { return int64(f[string(r.Name)]) }
 
 // explain prints, per node, each require and score and the rank.
 func explain(w io.Writer, in explainInput) error {
-	res, results := evaluate(in)
+	e := evaluate(in)
+	res, results := e.res, e.results
 	fmt.Fprintf(w, "pod %s/%s\n", in.pod.Namespace, in.pod.Name)
 	if res.Blocked != "" {
 		fmt.Fprintf(w, "blocked: %s (the pod stays Pending)\n", res.Blocked)
@@ -314,7 +378,7 @@ func explain(w io.Writer, in explainInput) error {
 	for _, p := range res.Policies {
 		header = append(header, "REQUIRE "+p.Name, "SCORE "+p.Name)
 	}
-	header = append(header, "TOTAL", "NOTE")
+	header = append(header, "TOTAL", "ROAM", "NOTE")
 	fmt.Fprintln(tw, strings.Join(header, "\t"))
 	rank := 0
 	for _, r := range results {
@@ -327,11 +391,11 @@ func explain(w io.Writer, in explainInput) error {
 		for i := range r.require {
 			row = append(row, r.require[i], r.score[i])
 		}
-		total := "-"
+		total, score := "-", "-"
 		if r.feasible {
-			total = fmt.Sprintf("%g", r.total)
+			total, score = fmt.Sprintf("%g", r.total), fmt.Sprint(r.roam)
 		}
-		row = append(row, total, r.reason)
+		row = append(row, total, score, r.reason)
 		fmt.Fprintln(tw, strings.Join(row, "\t"))
 	}
 	if err := tw.Flush(); err != nil {

@@ -149,9 +149,11 @@ func TestExplainFiles(t *testing.T) {
 		t.Errorf("governed line = %q", lines[1])
 	}
 	// robot-near: 2*(10*1 - 5) + 90/10 = 19; robot-far: 2*(20-50) + 5 = -55.
+	// Roam score: both the policies' total and the distance to the pod's
+	// target (the built-in preference) favour robot-near: 100 and 0.
 	for i, want := range [][]string{
-		{"1", "robot-near", "true", "5", "true", "9", "19"},
-		{"2", "robot-far", "true", "-30", "true", "5", "-55"},
+		{"1", "robot-near", "true", "5", "true", "9", "19", "100"},
+		{"2", "robot-far", "true", "-30", "true", "5", "-55", "0"},
 		{"-", "robot-store", "false"},
 		{"-", "robot-nocam", "false"},
 	} {
@@ -162,6 +164,29 @@ func TestExplainFiles(t *testing.T) {
 				break
 			}
 		}
+	}
+}
+
+func TestExplainScoreWeights(t *testing.T) {
+	code, _, errOut := roamctl(t, "policy", "explain", "--pod", "testdata/pod.yaml", "--nodes", "testdata/nodes.yaml",
+		"--policies", "testdata/policies", "--score-weights", "policy=8,altitude=1")
+	if code != 2 || !strings.Contains(errOut, `"altitude": unknown weight`) {
+		t.Errorf("unknown weight: exit %d, stderr %q", code, errOut)
+	}
+	code, _, errOut = roamctl(t, "policy", "explain", "--pod", "testdata/pod.yaml", "--nodes", "testdata/nodes.yaml",
+		"--policies", "testdata/policies", "--score-weights", "location=101")
+	if code != 2 || !strings.Contains(errOut, "location=101: the weight must be an integer in 0..100") {
+		t.Errorf("weight out of range: exit %d, stderr %q", code, errOut)
+	}
+	// The policies' weight 0 and the location alone: robot-near is still
+	// the nearer one.
+	code, out, errOut := roamctl(t, "policy", "explain", "--pod", "testdata/pod.yaml", "--nodes", "testdata/nodes.yaml",
+		"--policies", "testdata/policies", "--score-weights", "policy=0")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if f := strings.Fields(strings.Split(out, "\n")[3]); len(f) < 8 || f[1] != "robot-near" || f[7] != "100" {
+		t.Errorf("first row = %q, want robot-near with roam score 100", f)
 	}
 }
 

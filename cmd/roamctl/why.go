@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/roam-dev/roam/policies"
+	"github.com/roam-dev/roam/scheduler/capability"
 )
 
 // runWhy implements `roamctl why POD`.
@@ -20,6 +21,8 @@ func runWhy(ctx context.Context, prog string, args []string, stdout, stderr io.W
 	fs := flag.NewFlagSet(prog+" why", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	kf := addKubeFlags(fs, true)
+	var weights scoreWeights
+	fs.Var(&weights, "score-weights", "roam-scheduler's RoamPolicy score weights, when not its defaults")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return 2
@@ -48,7 +51,7 @@ func runWhy(ctx context.Context, prog string, args []string, stdout, stderr io.W
 		return 1
 	}
 	warnInvalid(stderr, s)
-	if err := why(stdout, pod, s); err != nil {
+	if err := why(stdout, pod, s, weights); err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", prog, err)
 		return 1
 	}
@@ -58,15 +61,16 @@ func runWhy(ctx context.Context, prog string, args []string, stdout, stderr io.W
 // why explains pod's placement: the policies that govern it, the chosen
 // robot's requires and score components, and why the others lost or were
 // rejected; for a Pending pod, which require failed where.
-func why(w io.Writer, pod *corev1.Pod, s *snapshot) error {
+func why(w io.Writer, pod *corev1.Pod, s *snapshot, weights scoreWeights) error {
 	in := explainInput{pod: pod, nodes: s.nodes, policies: s.policies, globalNS: s.globalNS,
-		requested: map[string]map[corev1.ResourceName]int64{}, rejectUnreachable: true}
+		requested: map[string]map[corev1.ResourceName]int64{}, rejectUnreachable: true, weights: weights}
 	for _, n := range s.nodes {
 		// The pod's own requests do not count against its robot: the
 		// question is whether the robot fits it.
 		in.requested[n.Name] = policies.RequestedBy(s.podsOn(n.Name, pod))
 	}
-	res, results := evaluate(in)
+	e := evaluate(in)
+	res, results := e.res, e.results
 
 	fmt.Fprintf(w, "pod %s/%s: %s\n", pod.Namespace, pod.Name, podState(pod))
 	if pod.Spec.SchedulerName != "roam-scheduler" {
@@ -115,18 +119,18 @@ func why(w io.Writer, pod *corev1.Pod, s *snapshot) error {
 			fmt.Fprintf(w, "robot %s: not found (deleted?)\n", node)
 			return nil
 		}
-		if len(res.Policies) == 0 {
+		if len(res.Policies) == 0 && e.want == nil {
 			fmt.Fprintf(w, "on robot %s\n", node)
 			return nil
 		}
 		fmt.Fprintf(w, "on robot %s:\n", node)
-		writeComponents(w, res.Policies, chosen)
+		writeComponents(w, e, chosen)
 		if chosen.feasible {
 			fmt.Fprintf(w, "  rank %d of %d robots whose requires hold now\n", rank, feasible)
 		} else {
 			fmt.Fprintf(w, "  no longer feasible: %s (roam-detector moves the pod after its policy's settle time, unless onContextChange is keep or onNodeFailure is keep)\n", chosen.reason)
 		}
-	case len(res.Policies) == 0:
+	case len(res.Policies) == 0 && e.want == nil:
 		return nil
 	case feasible == 0:
 		fmt.Fprintf(w, "no robot satisfies the pod's policies:\n")
@@ -135,7 +139,7 @@ func why(w io.Writer, pod *corev1.Pod, s *snapshot) error {
 	default:
 		shown = results[0].name
 		fmt.Fprintf(w, "%d of %d robots satisfy the pod's policies; the best now is %s:\n", feasible, len(results), shown)
-		writeComponents(w, res.Policies, &results[0])
+		writeComponents(w, e, &results[0])
 		fmt.Fprintln(w, "  (what else keeps the pod Pending — resources, taints, affinity — is in the scheduler's message above)")
 	}
 	if len(results) > 1 {
@@ -160,19 +164,17 @@ func writeOthers(w io.Writer, results []nodeResult, skip string) {
 	}
 	sort.SliceStable(rejected, func(i, j int) bool { return rejected[i].name < rejected[j].name })
 	for _, r := range ok {
-		fmt.Fprintf(w, "  %s: total %g\n", r.name, r.total)
+		fmt.Fprintf(w, "  %s: roam score %d, policies' total %g\n", r.name, r.roam, r.total)
 	}
 	for _, r := range rejected {
 		fmt.Fprintf(w, "  %s: %s\n", r.name, r.reason)
 	}
 }
 
-// writeComponents prints each policy's require and weighted score on r.
-func writeComponents(w io.Writer, ps []*policies.Policy, r *nodeResult) {
-	if len(ps) == 0 {
-		return
-	}
-	for i, p := range ps {
+// writeComponents prints each policy's require and weighted score on r,
+// the built-in preference's measures, and the roam score they make.
+func writeComponents(w io.Writer, e evaluation, r *nodeResult) {
+	for i, p := range e.res.Policies {
 		score := "no score"
 		if v := r.value[i]; !math.IsNaN(v) {
 			score = fmt.Sprintf("score %g × weight %g = %g", v, p.Weight, v*p.Weight)
@@ -181,9 +183,40 @@ func writeComponents(w io.Writer, ps []*policies.Policy, r *nodeResult) {
 		}
 		fmt.Fprintf(w, "  %s: require %s, %s\n", p.Key(), r.require[i], score)
 	}
-	if r.feasible {
-		fmt.Fprintf(w, "  total %g\n", r.total)
+	if len(e.res.Policies) > 0 && r.feasible {
+		fmt.Fprintf(w, "  policies' total %g\n", r.total)
 	}
+	if e.want != nil {
+		fmt.Fprintf(w, "  built-in preference (weight %d): %s\n", e.want.Weight(), builtinTerms(e.want, r.raw))
+	}
+	if r.feasible {
+		fmt.Fprintf(w, "  roam score %d of 100 (policies weight %d, built-in weight %d, each normalized over the robots whose requires hold)\n",
+			r.roam, e.policyWeight, e.want.Weight())
+	}
+}
+
+// builtinTerms describes a node's measures of the pod's built-in
+// preference.
+func builtinTerms(want *capability.Want, raw capability.Raw) string {
+	var terms []string
+	if rs := want.Requests(); len(rs) > 0 {
+		names := make([]string, len(rs))
+		for i := range rs {
+			names[i] = string(rs[i].Name)
+		}
+		terms = append(terms, fmt.Sprintf("%d free %s after placing the pod", raw.FreeDevices(), strings.Join(names, "+")))
+	}
+	if fs := want.Features(); len(fs) > 0 {
+		terms = append(terms, fmt.Sprintf("%d of %d preferred features", raw.MatchedFeatures(), len(fs)))
+	}
+	if t := want.Target(); t.Known {
+		if d, ok := raw.Distance(); ok {
+			terms = append(terms, fmt.Sprintf("%.1f m from target %g,%g", d, t.X, t.Y))
+		} else {
+			terms = append(terms, "location unknown (counts as farthest)")
+		}
+	}
+	return strings.Join(terms, ", ")
 }
 
 // podState is "Running on robot-a", "Pending (not scheduled)", ...

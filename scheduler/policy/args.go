@@ -46,15 +46,6 @@ type RoamPolicyArgs struct {
 	LocationWeight *int64 `json:"locationWeight,omitempty"`
 }
 
-// Default score weights: a policy's score counts as much as the built-in
-// preferences together, twice over (8 : 1 + 1 + 2).
-const (
-	DefaultPolicyWeight   = 8
-	DefaultDeviceWeight   = 1
-	DefaultFeatureWeight  = 1
-	DefaultLocationWeight = 2
-)
-
 // SetDefaults fills the unset fields of a with their defaults.
 func (a *RoamPolicyArgs) SetDefaults() {
 	if a.GlobalNamespace == "" {
@@ -70,8 +61,8 @@ func (a *RoamPolicyArgs) SetDefaults() {
 	for _, w := range []struct {
 		p   **int64
 		def int64
-	}{{&a.PolicyWeight, DefaultPolicyWeight}, {&a.DeviceWeight, DefaultDeviceWeight},
-		{&a.FeatureWeight, DefaultFeatureWeight}, {&a.LocationWeight, DefaultLocationWeight}} {
+	}{{&a.PolicyWeight, capability.DefaultPolicyWeight}, {&a.DeviceWeight, capability.DefaultDeviceWeight},
+		{&a.FeatureWeight, capability.DefaultFeatureWeight}, {&a.LocationWeight, capability.DefaultLocationWeight}} {
 		if *w.p == nil {
 			v := w.def
 			*w.p = &v

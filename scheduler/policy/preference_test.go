@@ -12,6 +12,7 @@ import (
 	st "k8s.io/kubernetes/pkg/scheduler/testing"
 
 	"github.com/roam-dev/roam/policies"
+	"github.com/roam-dev/roam/scheduler/capability"
 )
 
 // cycle runs pod's scheduling cycle through RoamPolicy on nodes: PreFilter,
@@ -66,6 +67,13 @@ func cycle(t *testing.T, pl *Plugin, pod *v1.Pod, filter bool, nodes ...*framewo
 // A pod no policy governs gets roam's built-in preferences when it opted
 // in with an annotation, and nothing otherwise, even when it requests
 // devices.
+// capability.Combine scores on the framework's scale.
+func TestCombineUsesTheFrameworkScale(t *testing.T) {
+	if capability.MaxScore != framework.MaxNodeScore {
+		t.Fatalf("capability.MaxScore = %d, framework.MaxNodeScore = %d", capability.MaxScore, framework.MaxNodeScore)
+	}
+}
+
 func TestPreferencesOfUngovernedPods(t *testing.T) {
 	pl := newTestPlugin(t)
 	nodes := []*framework.NodeInfo{

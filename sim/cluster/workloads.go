@@ -79,6 +79,10 @@ func (w Workload) Policy(settle string) *corev1.ConfigMap {
 			"onContextChange": "reschedule",
 			"settle":          settle,
 			"forceDelete":     strconv.FormatBool(w.ForceDelete),
+			// The simulated robots run no roam-agent, so they are unfenced:
+			// without this roam-detector would leave their pods for the
+			// unfenced timeout (docs/fencing.md).
+			"acceptDuplicates": "true",
 		},
 	}
 }
