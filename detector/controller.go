@@ -54,6 +54,11 @@ type Options struct {
 	// Evictor removes the pods of lost robots (shared with the context
 	// controller). Default: one with evict.DefaultLimits.
 	Evictor *evict.Evictor
+	// Probe configures the API server reachability probe (zero: off;
+	// roam-detector runs DefaultProbeConfig).
+	Probe ProbeConfig
+	// ProbeCheck is the probe (default: ReadyzCheck of the client).
+	ProbeCheck func(context.Context) error
 	// FenceLeases is an informer factory scoped to FenceLeaseNamespace,
 	// where fenced robots renew their fence Leases (optional: without it no
 	// robot counts as fenced).
@@ -78,6 +83,7 @@ type Controller struct {
 	core     *Core
 	source   *Source
 	actuator *Actuator
+	probe    *Probe // nil: off
 
 	evictor *evict.Evictor
 
@@ -132,6 +138,17 @@ func NewController(client kubernetes.Interface, factory, leaseFactory informers.
 	if err := evict.AddPodIndex(c.podInf); err != nil {
 		return nil, err
 	}
+	if opts.Probe.Interval > 0 {
+		check := opts.ProbeCheck
+		if check == nil {
+			if check, err = ReadyzCheck(client); err != nil {
+				return nil, fmt.Errorf("API server probe: %w", err)
+			}
+		}
+		if c.probe, err = NewProbe(opts.Probe, check, core, opts.Clock); err != nil {
+			return nil, fmt.Errorf("API server probe: %w", err)
+		}
+	}
 	leaseLister := leaseFactory.Coordination().V1().Leases().Lister().Leases(NodeLeaseNamespace)
 	c.source = NewSource(core, opts.Clock, func(node string) bool {
 		_, err := leaseLister.Get(node)
@@ -151,23 +168,38 @@ func NewController(client kubernetes.Interface, factory, leaseFactory informers.
 			return nil, fmt.Errorf("watch error handler: %w", err)
 		}
 	}
-	// Any object delivered after an interruption shows the stream flows
-	// again (a relist); the heartbeats it carries are judged after the
-	// warm-up.
-	resumed := cache.ResourceEventHandlerFuncs{
+	// A Lease delivered after an interruption (a renewal, or a relist)
+	// shows the stream of heartbeats flows again; they are judged after the
+	// warm-up. A Node delivered does not: the Lease and Node watches
+	// reconnect on their own back-offs, and a Node watch back first says
+	// nothing of the Leases (a Node's fallback heartbeat does, see Source).
+	if _, err := c.leaseInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(interface{}) { c.core.SourceResumed(c.clock.Now()) },
 		UpdateFunc: func(interface{}, interface{}) { c.core.SourceResumed(c.clock.Now()) },
-	}
-	for _, inf := range []cache.SharedIndexInformer{c.leaseInf, c.nodeInf} {
-		if _, err := inf.AddEventHandler(resumed); err != nil {
-			return nil, fmt.Errorf("source handler: %w", err)
-		}
+	}); err != nil {
+		return nil, fmt.Errorf("source handler: %w", err)
 	}
 	if _, err := c.leaseInf.AddEventHandler(c.source.LeaseHandler()); err != nil {
 		return nil, fmt.Errorf("lease handler: %w", err)
 	}
 	if _, err := c.nodeInf.AddEventHandler(c.source.NodeHandler()); err != nil {
 		return nil, fmt.Errorf("node handler: %w", err)
+	}
+	// Level-triggered on the marks too: a node whose roam taint or
+	// RoamReachable condition changed is synced again to what the Core
+	// holds. A mark written from a stale view (a late retry after an
+	// outage, whose recovery was then checked against a Node cache that
+	// had not seen the mark yet) or by another writer is undone.
+	if _, err := c.nodeInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		UpdateFunc: func(oldObj, newObj interface{}) {
+			old, ok1 := oldObj.(*corev1.Node)
+			n, ok2 := newObj.(*corev1.Node)
+			if ok1 && ok2 && marksChanged(old, n) {
+				c.queue.Add(n.Name)
+			}
+		},
+	}); err != nil {
+		return nil, fmt.Errorf("node marks handler: %w", err)
 	}
 	if _, err := c.podInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(o interface{}) { c.onPod(nil, o) },
@@ -283,6 +315,15 @@ func (c *Controller) Run(ctx context.Context) error {
 		for c.processThreshold(ctx) {
 		}
 	}()
+	if c.probe != nil {
+		// A failed watch is reported by client-go, a refused connection
+		// is not: the probe finds it.
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.probe.Run(ctx)
+		}()
+	}
 	c.ready.Store(true)
 	defer c.ready.Store(false)
 
@@ -332,6 +373,19 @@ func (c *Controller) dispatch(ctx context.Context, intents []Intent) {
 		}
 		c.queue.Add(in.Node)
 	}
+}
+
+// marksChanged reports whether roam's taint or RoamReachable condition
+// differs between two versions of a Node.
+func marksChanged(old, n *corev1.Node) bool {
+	if hasTaint(old) != hasTaint(n) {
+		return true
+	}
+	oc, nc := condition(old), condition(n)
+	if oc == nil || nc == nil {
+		return oc != nc
+	}
+	return oc.Status != nc.Status || oc.Reason != nc.Reason
 }
 
 // want is what the actuator should make of a node in the state st: its

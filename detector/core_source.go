@@ -86,6 +86,15 @@ func (c *Core) HeartbeatFrom(node string, src HeartbeatSource, interval time.Dur
 		return
 	}
 	c.mu.Lock()
+	c.heartbeatFrom(node, src, interval, now)
+	c.mu.Unlock()
+	if c.metrics != nil {
+		c.metrics.heartbeats[src].Inc()
+	}
+}
+
+// heartbeatFrom is HeartbeatFrom with c.mu held.
+func (c *Core) heartbeatFrom(node string, src HeartbeatSource, interval time.Duration, now time.Time) {
 	var n *nodeState
 	if src == SourceLease {
 		n = c.node(node, interval) // a new node's window starts as its Lease's
@@ -105,10 +114,6 @@ func (c *Core) HeartbeatFrom(node string, src HeartbeatSource, interval time.Dur
 			n.windows[src] = w
 		}
 		w.Heartbeat(now)
-	}
-	c.mu.Unlock()
-	if c.metrics != nil {
-		c.metrics.heartbeats[src].Inc()
 	}
 }
 

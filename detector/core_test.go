@@ -743,3 +743,36 @@ func TestSourceResumedWhileFlowingChangesNothing(t *testing.T) {
 		t.Errorf("r-0 suspected %v after its last heartbeat, want the usual few seconds", d)
 	}
 }
+
+// HeartbeatThenNextTick is Heartbeat followed by NextTick: the same next
+// tick as the two calls, in every phase a heartbeat can meet (warming up,
+// alive, suspected and recovering).
+func TestHeartbeatThenNextTick(t *testing.T) {
+	one, two := newSim(t, DefaultCoreConfig(), nil), newSim(t, DefaultCoreConfig(), nil)
+	now := t0
+	beat := func(gap time.Duration) {
+		t.Helper()
+		now = now.Add(gap)
+		for _, s := range []*sim{one, two} {
+			for s.now.Add(tick).Before(now) {
+				s.now = s.now.Add(tick)
+				s.core.Tick(s.now, nil)
+			}
+		}
+		one.core.Heartbeat("r", time.Second, now)
+		want := one.core.NextTick()
+		if got := two.core.HeartbeatThenNextTick("r", time.Second, now); !got.Equal(want) {
+			t.Fatalf("at %v: HeartbeatThenNextTick = %v, Heartbeat then NextTick = %v", now.Sub(t0), got.Sub(t0), want.Sub(t0))
+		}
+	}
+	for range 20 {
+		beat(time.Second) // warming up, then alive
+	}
+	beat(10 * time.Second) // suspected during the silence
+	for range 10 {
+		beat(time.Second) // recovering
+	}
+	if st := two.core.Status("r", now); st.Phase != PhaseAlive {
+		t.Errorf("phase %v after recovering, want Alive", st.Phase)
+	}
+}

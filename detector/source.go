@@ -105,8 +105,17 @@ func (s *Source) OnNodeAdd(obj interface{}) {
 	}
 	s.core.SetZone(n.Name, n.Labels[policies.ZoneLabel])
 	if has, _ := readyHeartbeat(n); has && s.fallback(n.Name) {
-		s.core.HeartbeatFrom(n.Name, SourceNode, 0, s.clock.Now())
+		s.nodeHeartbeat(n.Name)
 	}
+}
+
+// nodeHeartbeat records a Node's fallback heartbeat. It also shows the
+// stream of heartbeats flows (Core.SourceResumed), as a delivered Lease
+// does.
+func (s *Source) nodeHeartbeat(node string) {
+	now := s.clock.Now()
+	s.core.SourceResumed(now)
+	s.core.HeartbeatFrom(node, SourceNode, 0, now)
 }
 
 // OnNodeUpdate records zone changes and, for a node without a Lease, a
@@ -129,7 +138,7 @@ func (s *Source) OnNodeUpdate(oldObj, newObj interface{}) {
 			return
 		}
 	}
-	s.core.HeartbeatFrom(n.Name, SourceNode, 0, s.clock.Now())
+	s.nodeHeartbeat(n.Name)
 }
 
 // OnNodeDelete forgets the node.

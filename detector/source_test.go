@@ -107,3 +107,53 @@ func TestSourceNodeFallbackAndDelete(t *testing.T) {
 		t.Error("deleted node not forgotten")
 	}
 }
+
+// After the heartbeat source was interrupted, a Node's fallback heartbeat
+// shows the stream flows again (the quiet period ends a warm-up later),
+// while a Node update that carries no heartbeat does not: the Node watch
+// may be back before the Leases' is.
+func TestNodeFallbackHeartbeatResumesSource(t *testing.T) {
+	core, err := NewCore(DefaultCoreConfig(), t0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := clocktesting.NewFakeClock(t0)
+	s := NewSource(core, clk, nil, nil) // no Leases: every robot uses the fallback
+	nodes := map[string]*corev1.Node{"a": readyNode("a", "", t0), "b": readyNode("b", "", t0)}
+	for _, n := range nodes {
+		s.OnNodeAdd(n)
+	}
+	var out []Intent
+	run := func(d time.Duration, beating ...string) {
+		for end := clk.Now().Add(d); clk.Now().Before(end); {
+			clk.Step(tick)
+			if clk.Now().Sub(t0)%time.Second == 0 {
+				for _, name := range beating {
+					cur := readyNode(name, "", clk.Now())
+					s.OnNodeUpdate(nodes[name], cur)
+					nodes[name] = cur
+				}
+			}
+			out = core.Tick(clk.Now(), out)
+		}
+	}
+	run(15*time.Second, "a", "b") // warmed up
+	core.SourceInterrupted(clk.Now())
+	run(20 * time.Second)
+	// The Node watch is back first: a label change, no heartbeat.
+	relabelled := nodes["a"].DeepCopy()
+	relabelled.Labels["x"] = "y"
+	s.OnNodeUpdate(nodes["a"], relabelled)
+	nodes["a"] = relabelled
+	run(20 * time.Second)
+	if n := count(out, IntentSuspect, ""); n > 0 {
+		t.Fatalf("%d suspicions before any heartbeat was delivered again", n)
+	}
+	run(20*time.Second, "a") // a's heartbeats flow again; b stays silent
+	if _, ok := first(out, IntentSuspect, "b"); !ok {
+		t.Error("b, silent after a's heartbeats resumed the source, was never suspected")
+	}
+	if n := count(out, IntentSuspect, "a"); n > 0 {
+		t.Error("a, heartbeating, was suspected")
+	}
+}

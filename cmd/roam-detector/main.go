@@ -60,6 +60,7 @@ type options struct {
 	fenceNamespace  string
 	tick            time.Duration
 	core            detector.CoreConfig
+	probe           detector.ProbeConfig
 	limits          evict.Limits
 	qps             float64
 	burst           int
@@ -83,7 +84,7 @@ type heartbeatOptions struct {
 }
 
 func parseFlags(fs *flag.FlagSet, args []string) (*options, error) {
-	o := &options{core: detector.DefaultCoreConfig(), limits: evict.DefaultLimits()}
+	o := &options{core: detector.DefaultCoreConfig(), probe: detector.DefaultProbeConfig(), limits: evict.DefaultLimits()}
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster config)")
 	fs.BoolVar(&o.leaderElect, "leader-elect", true, "run only while holding the leader Lease, so replicas never act twice")
 	fs.StringVar(&o.leNamespace, "leader-elect-namespace", policies.DefaultGlobalNamespace, "namespace of the leader-election Lease")
@@ -112,6 +113,8 @@ func parseFlags(fs *flag.FlagSet, args []string) (*options, error) {
 	fs.DurationVar(&o.core.Silence.Ceiling, "eviction-timeout-ceiling", o.core.Silence.Ceiling, "longest adaptive eviction timeout, and the prior of robots with too little history; a robot whose link needs more is reported as too poor for fast failover")
 	fs.DurationVar(&o.core.Silence.HalfLife, "silence-half-life", o.core.Silence.HalfLife, fmt.Sprintf("half-life of each robot's history of silences (at least %v)", silence.MinHalfLife))
 	fs.DurationVar(&o.core.EvictionDelay, "eviction-delay", o.core.EvictionDelay, "longest a suspected node's eviction waits for the partition brake: it waits only while other nodes about to be suspected could still engage the brake (0: never waits)")
+	fs.DurationVar(&o.probe.Interval, "apiserver-probe-interval", o.probe.Interval, "how often the API server's /readyz is probed; while it fails no robot is judged, since their heartbeats cannot arrive (0: no probe)")
+	fs.DurationVar(&o.probe.Timeout, "apiserver-probe-timeout", o.probe.Timeout, "a probe of the API server not answered within this long has failed")
 	fs.Float64Var(&o.limits.NodesPerSecond, "eviction-node-rate", o.limits.NodesPerSecond, "lost robots emptied per second (token bucket, one token per robot)")
 	fs.IntVar(&o.limits.NodeBurst, "eviction-node-burst", o.limits.NodeBurst, "token-bucket burst of --eviction-node-rate, in robots")
 	fs.Float64Var(&o.limits.PodsPerSecond, "eviction-pod-rate", o.limits.PodsPerSecond, "pods evicted per second after context changes (token bucket)")
@@ -169,6 +172,8 @@ func (o *options) validate() error {
 		{o.core.Silence.Ceiling >= o.core.Silence.Floor, "eviction-timeout-ceiling", o.core.Silence.Ceiling, fmt.Sprintf("at least --eviction-timeout-floor=%v", o.core.Silence.Floor)},
 		{o.core.Silence.HalfLife >= silence.MinHalfLife, "silence-half-life", o.core.Silence.HalfLife, fmt.Sprintf("at least %v: a shorter history holds too few silences to estimate a robot's tail", silence.MinHalfLife)},
 		{notNeg(o.core.EvictionDelay), "eviction-delay", o.core.EvictionDelay, "zero or more (0: never wait)"},
+		{notNeg(o.probe.Interval), "apiserver-probe-interval", o.probe.Interval, "zero or more (0: no probe)"},
+		{positive(o.probe.Timeout), "apiserver-probe-timeout", o.probe.Timeout, "positive"},
 		{o.limits.NodesPerSecond > 0 && !math.IsInf(o.limits.NodesPerSecond, 0), "eviction-node-rate", o.limits.NodesPerSecond, "a positive number"},
 		{o.limits.NodeBurst >= 1, "eviction-node-burst", o.limits.NodeBurst, "at least 1"},
 		{o.limits.PodsPerSecond > 0 && !math.IsInf(o.limits.PodsPerSecond, 0), "eviction-pod-rate", o.limits.PodsPerSecond, "a positive number"},
@@ -190,6 +195,9 @@ func (o *options) validate() error {
 		}
 	}
 	if err := o.core.Validate(); err != nil {
+		return err
+	}
+	if err := o.probe.Validate(); err != nil {
 		return err
 	}
 	return o.limits.Validate()
@@ -275,7 +283,7 @@ func run(ctx context.Context, o *options) error {
 	}
 	fenceFactory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(o.fenceNamespace))
 	ctrl, err := detector.NewController(client, factory, leaseFactory, detector.Options{
-		Core: o.core, Tick: o.tick, Metrics: metrics, Recorder: recorder, Policies: store, Evictor: evictor,
+		Core: o.core, Probe: o.probe, Tick: o.tick, Metrics: metrics, Recorder: recorder, Policies: store, Evictor: evictor,
 		FenceLeases: fenceFactory, FenceLeaseNamespace: o.fenceNamespace,
 		WaitFor: []cache.InformerSynced{store.HasSynced},
 	})

@@ -18,8 +18,9 @@ func TestFlagDefaults(t *testing.T) {
 	if !o.leaderElect || o.leNamespace != "roam-system" || o.leName != "roam-detector" || o.metricsAddr != ":8080" {
 		t.Errorf("leader election / metrics defaults: %+v", o)
 	}
-	if o.tick != 200*time.Millisecond || o.core != detector.DefaultCoreConfig() || o.limits != evict.DefaultLimits() {
-		t.Errorf("detector defaults: tick %v, core %+v, limits %+v", o.tick, o.core, o.limits)
+	if o.tick != 200*time.Millisecond || o.core != detector.DefaultCoreConfig() || o.limits != evict.DefaultLimits() ||
+		o.probe != detector.DefaultProbeConfig() {
+		t.Errorf("detector defaults: tick %v, core %+v, limits %+v, probe %+v", o.tick, o.core, o.limits, o.probe)
 	}
 }
 
@@ -27,12 +28,15 @@ func TestFlagDefaults(t *testing.T) {
 // "the default".
 func TestFlagZeroIsZero(t *testing.T) {
 	o, err := parseFlags(flag.NewFlagSet("roam-detector", flag.ContinueOnError), []string{
-		"--phi-acceptable-pause=0", "--warmup=0", "--eviction-confirm=0", "--eviction-delay=0"})
+		"--phi-acceptable-pause=0", "--warmup=0", "--eviction-confirm=0", "--eviction-delay=0", "--apiserver-probe-interval=0"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if o.core.Phi.AcceptablePause != 0 || o.core.Warmup != 0 || o.core.EvictionConfirm != 0 || o.core.EvictionDelay != 0 {
 		t.Errorf("zeros not honoured: %+v", o.core)
+	}
+	if o.probe.Interval != 0 {
+		t.Errorf("--apiserver-probe-interval=0 gave %v, want 0 (no probe)", o.probe.Interval)
 	}
 	// And they reach the detector as zeros: no pause means phi 8 is
 	// reached 0.5 s sooner than with the default pause.
@@ -77,6 +81,9 @@ func TestFlagErrors(t *testing.T) {
 		"--heartbeat-session-ttl=0s":                           "--heartbeat-session-ttl",
 		"--heartbeat-tls-cert-file=c.pem":                      "--heartbeat-tls-key-file",
 		"--heartbeat-listen=:9470 --heartbeat-session-listen=": "--heartbeat-session-listen",
+		"--apiserver-probe-interval=-1s":                       "--apiserver-probe-interval",
+		"--apiserver-probe-timeout=0":                          "--apiserver-probe-timeout",
+		"--apiserver-probe-timeout=-2s":                        "--apiserver-probe-timeout",
 	} {
 		fs := flag.NewFlagSet("roam-detector", flag.ContinueOnError)
 		_, err := parseFlags(fs, strings.Fields(args))

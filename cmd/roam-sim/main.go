@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -77,6 +78,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.DurationVar(&v.Detector.DirectPhi.MinStdDev, "direct-phi-min-stddev", v.Detector.DirectPhi.MinStdDev, "standard deviation floor of the direct window")
 	fs.DurationVar(&v.Detector.DirectPhi.AcceptablePause, "direct-phi-acceptable-pause", v.Detector.DirectPhi.AcceptablePause, "acceptable pause of the direct window (0: none)")
 	fs.Float64Var(&v.GoalFalseEvictionsPer1000h, "bound-false-evictions-per-1000h", v.GoalFalseEvictionsPer1000h, "false-eviction budget of the direct path's hindsight bound (per 1000 robot-hours)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the virtual run to this file (read it with go tool pprof)")
 	fs.Float64Var(&v.GoalFalsePer1000h, "bound-false-per-1000h", v.GoalFalsePer1000h, "false-suspicion budget of the report's hindsight bound (per 1000 robot-hours)")
 	cf := addClusterFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -103,7 +105,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	switch *mode {
 	case "virtual":
-		return runVirtual(ctx, v, *report, stdout)
+		return runVirtual(ctx, v, *report, *cpuProfile, stdout)
 	case "cluster":
 		return runCluster(ctx, fs, v, cf, *report, stdout)
 	default:
@@ -111,8 +113,19 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 }
 
-func runVirtual(ctx context.Context, cfg virtual.Config, reportPath string, stdout io.Writer) error {
+func runVirtual(ctx context.Context, cfg virtual.Config, reportPath, cpuProfile string, stdout io.Writer) error {
 	fmt.Fprintf(os.Stderr, "roam-sim: %d robots × %s in virtual time (seed %d)…\n", cfg.Robots, cfg.Duration, cfg.Seed)
+	if cpuProfile != "" {
+		pf, err := os.Create(cpuProfile)
+		if err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	done := make(chan struct{})
 	var res *virtual.Result
 	var err error

@@ -55,7 +55,7 @@ func every(from, to, step time.Duration) []time.Duration {
 func TestPekkoSkipsIntervalsAtOrAboveThreshold(t *testing.T) {
 	steady := every(0, 100*time.Second, time.Second)
 	before := pekkoTrace(steady)
-	after := before.pekkoAfter
+	after := before.pekkoSuspectAfter()
 	if after < 4*time.Second || after > 6*time.Second {
 		t.Fatalf("Pekko suspects %v after the last heartbeat on a steady 1 s trace, want 4–6 s (mean 1 s + pause 3 s + σ 100 ms × %.1f)", after, before.pekkoY)
 	}
@@ -65,8 +65,8 @@ func TestPekkoSkipsIntervalsAtOrAboveThreshold(t *testing.T) {
 	if got := r.pekko.Mean(); got > 1100*time.Millisecond {
 		t.Errorf("window mean %v after a 60 s outage: the outage's interval was recorded", got)
 	}
-	if d := r.pekkoAfter - after; d > 10*time.Millisecond || d < -10*time.Millisecond {
-		t.Errorf("after the outage Pekko suspects after %v, before it after %v", r.pekkoAfter, after)
+	if d := r.pekkoSuspectAfter() - after; d > 10*time.Millisecond || d < -10*time.Millisecond {
+		t.Errorf("after the outage Pekko suspects after %v, before it after %v", r.pekkoSuspectAfter(), after)
 	}
 
 	pause := append(append([]time.Duration{}, steady...), 103500*time.Millisecond)

@@ -13,9 +13,12 @@
 // limit — is not modelled here (the network model's outages are
 // independent, so it would rarely act); the report says so.
 //
-// Nothing here sleeps or reads a clock, and a robot's Core is ticked only
-// at the ticks where it can change anything (detector.Core.NextTick), so
-// 10,000 robots × 24 h run in about a minute, and the same seed always
+// Nothing here sleeps, no result depends on a clock (the clock is read
+// once, for an epoch that carries a monotonic reading; see
+// monotonicEpoch), and a robot's Core is ticked only at the ticks where it
+// can change anything (detector.Core.NextTick): 10,000 robots × 24 h
+// cost about two minutes of CPU, nearly all of it per heartbeat (the
+// network model, the Core and Pekko's detector), and the same seed always
 // gives the same report.
 package virtual
 
@@ -342,6 +345,7 @@ func Run(cfg Config) (*Result, error) {
 		workers = runtime.GOMAXPROCS(0)
 	}
 	thresholds := append([]float64{cfg.Detector.Threshold}, cfg.Sweep...)
+	epoch := monotonicEpoch()
 	parts := make([]*tally, workers)
 	var wg sync.WaitGroup
 	for w := range workers {
@@ -350,7 +354,7 @@ func Run(cfg Config) (*Result, error) {
 		go func(t *tally) {
 			defer wg.Done()
 			for i := w; i < cfg.Robots; i += workers {
-				simulateRobot(&cfg, i, t)
+				simulateRobot(&cfg, i, t, epoch)
 			}
 		}(parts[w])
 	}
@@ -549,18 +553,27 @@ func (t *tally) rival(maxFalse int) (time.Duration, Score) {
 	return timeout, s.finish(fmt.Sprintf("fixed %s timeout (same false-suspicion rate as roam)", timeout))
 }
 
-// simulateRobot feeds robot i's trace to every detector and scores it;
-// for the first DirectRobots robots it then does the same with the
-// robot's direct heartbeats on the same ground truth.
-func simulateRobot(cfg *Config, i int, t *tally) {
+// monotonicEpoch is the instant virtual time starts from. Only durations
+// from it are ever used, so its value changes no result; it is read from
+// the clock because only time.Now gives a time.Time a monotonic reading,
+// and time.Time.Sub of two such times is one integer subtraction, where
+// times without one cost an Add and an Equal more (its overflow check) —
+// a large share of the run, since the Core and the phi detectors subtract
+// times at every heartbeat.
+func monotonicEpoch() time.Time { return time.Now() }
+
+// simulateRobot feeds robot i's trace to every detector, on virtual time
+// from epoch, and scores it; for the first DirectRobots robots it then does
+// the same with the robot's direct heartbeats on the same ground truth.
+func simulateRobot(cfg *Config, i int, t *tally, epoch time.Time) {
 	robot := cfg.Network.NewRobot(cfg.Seed, i, cfg.Duration)
 	class := slices.IndexFunc(cfg.Network.Links, func(l network.Link) bool { return l.Name == robot.Link.Name })
-	scoreTrace(cfg, t, class, robot.Outages(), detector.SourceLease, cfg.Detector.Phi.FirstInterval, robot.Next)
+	scoreTrace(cfg, t, class, robot.Outages(), epoch, detector.SourceLease, cfg.Detector.Phi.FirstInterval, robot.Next)
 	if i >= cfg.DirectRobots {
 		return
 	}
 	dg := robot.Datagrams(cfg.Seed, i, cfg.DirectInterval)
-	scoreTrace(cfg, t.direct, class, robot.Outages(), detector.SourceDirect, 0, dg.Next)
+	scoreTrace(cfg, t.direct, class, robot.Outages(), epoch, detector.SourceDirect, 0, dg.Next)
 	t.direct.datagrams.Add(dg.Counts())
 	// The same robot's Lease, renewed at the kubelet's default with the agent.
 	m := cfg.Network
@@ -573,7 +586,7 @@ func simulateRobot(cfg *Config, i int, t *tally) {
 
 // scoreTrace feeds one heartbeat trace (next) of a robot of link class
 // class to every detector of t and scores it against outages.
-func scoreTrace(cfg *Config, t *tally, classIndex int, outages []network.Outage, source detector.HeartbeatSource,
+func scoreTrace(cfg *Config, t *tally, classIndex int, outages []network.Outage, epoch time.Time, source detector.HeartbeatSource,
 	interval time.Duration, next func() (time.Duration, bool)) {
 	class := &t.classes[classIndex]
 	class.Robots++
@@ -591,7 +604,7 @@ func scoreTrace(cfg *Config, t *tally, classIndex int, outages []network.Outage,
 	}()
 	pekkoCfg, pekkoThreshold := PekkoConfig()
 	r := robotRun{
-		cfg: cfg, t: t, class: class, outages: outages, epoch: time.Unix(0, 0), source: source, interval: interval,
+		cfg: cfg, t: t, class: class, outages: outages, epoch: epoch, source: source, interval: interval,
 		pekko: phi.New(pekkoCfg), pekkoPause: pekkoCfg.AcceptablePause, pekkoY: pekkoQuantile(pekkoThreshold),
 	}
 	// Scores: roam at each threshold, Pekko, stock, roam's evictions, then
@@ -701,6 +714,10 @@ type coreDriver struct {
 	epoch    time.Time
 	tick     time.Duration
 	lastTick time.Duration // last tick done; -1 before the first
+	// next is the Core's NextTick as of its last change (a heartbeat or a
+	// tick), when known: asked once per change, not once per question.
+	next  time.Time
+	known bool
 }
 
 func newCoreDriver(cfg detector.CoreConfig, source detector.HeartbeatSource, epoch time.Time, tick time.Duration) (coreDriver, error) {
@@ -711,7 +728,12 @@ func newCoreDriver(cfg detector.CoreConfig, source detector.HeartbeatSource, epo
 // heartbeat delivers node's heartbeat at at (after every tick before at,
 // before every tick from at on: call until(at) first).
 func (d *coreDriver) heartbeat(node string, interval, at time.Duration) {
-	d.core.HeartbeatFrom(node, d.source, interval, d.epoch.Add(at))
+	d.heartbeatAt(node, interval, at, d.epoch.Add(at))
+}
+
+// heartbeatAt is heartbeat with at's time (epoch + at) already computed.
+func (d *coreDriver) heartbeatAt(node string, interval, at time.Duration, now time.Time) {
+	d.next, d.known = d.core.HeartbeatThenNextTick(node, d.source, interval, now), true
 	d.lastTick = max(d.lastTick, at-1) // the ticks before it are past
 }
 
@@ -719,16 +741,22 @@ func (d *coreDriver) heartbeat(node string, interval, at time.Duration) {
 // anything, appending its intents to out.
 func (d *coreDriver) until(until time.Duration, out []detector.Intent) []detector.Intent {
 	for {
-		next := d.core.NextTick()
-		if next.IsZero() {
+		if !d.known {
+			d.next, d.known = d.core.NextTick(), true
+		}
+		if d.next.IsZero() {
 			return out
 		}
-		t := ceilTo(max(d.lastTick+1, next.Sub(d.epoch), 0), d.tick)
+		next := d.next.Sub(d.epoch)
+		if next >= until {
+			return out // the usual case: the next heartbeat comes first
+		}
+		t := ceilTo(max(d.lastTick+1, next, 0), d.tick)
 		if t >= until {
 			return out
 		}
 		out = d.core.Tick(d.epoch.Add(t), out)
-		d.lastTick = t
+		d.lastTick, d.known = t, false
 	}
 }
 
@@ -753,9 +781,6 @@ type robotRun struct {
 	// under its logistic approximation.
 	pekkoPause time.Duration
 	pekkoY     float64
-	// pekkoAfter: the silence after which Pekko's phi reaches its
-	// threshold, as of the last heartbeat.
-	pekkoAfter time.Duration
 	// scores: see simulateRobot; open holds each one's verdict on
 	// outages[next] so far, and longest the longest silence overlapping
 	// it, so every outage is scored exactly once.
@@ -783,27 +808,37 @@ func (r *robotRun) addCore(cfg detector.CoreConfig, suspect, evictees int) {
 
 // heartbeat delivers a heartbeat at at to every detector.
 func (r *robotRun) heartbeat(at time.Duration) {
+	now := r.epoch.Add(at)
 	for i := range r.cores {
-		r.cores[i].heartbeat(robotNode, r.interval, at)
+		r.cores[i].heartbeatAt(robotNode, r.interval, at, now)
 	}
-	r.pekkoHeartbeat(at, r.epoch.Add(at))
+	r.pekkoHeartbeat(at, now)
 }
 
 // pekkoHeartbeat is Pekko's rule: the interval enters the window only if
 // it arrives while phi is below the threshold.
 func (r *robotRun) pekkoHeartbeat(at time.Duration, now time.Time) {
-	if r.seen && at-r.prev >= r.pekkoAfter {
+	if r.seen && r.pekkoReached(at-r.prev) {
 		r.pekko.Skip(now)
 	} else {
 		r.pekko.Heartbeat(now)
 	}
-	r.pekkoAfter = r.pekkoSuspectAfter()
 }
 
 // pekkoSuspectAfter is the silence after which Pekko's phi reaches its
-// threshold.
+// threshold, as of the last heartbeat: its mean interval + its acceptable
+// pause + a non-negative multiple of its standard deviation, so never
+// less than the pause.
 func (r *robotRun) pekkoSuspectAfter() time.Duration {
 	return r.pekko.Mean() + r.pekkoPause + time.Duration(r.pekkoY*float64(r.pekko.StdDev()))
+}
+
+// pekkoReached reports whether Pekko's phi reached its threshold within a
+// silence of gap after the last heartbeat. Nearly every silence is shorter
+// than the acceptable pause, which answers without computing the window's
+// statistics.
+func (r *robotRun) pekkoReached(gap time.Duration) bool {
+	return gap >= r.pekkoPause && gap >= r.pekkoSuspectAfter()
 }
 
 // PekkoPhi is Pekko's phi for a silence of elapsed under its logistic
@@ -865,14 +900,18 @@ func (r *robotRun) silence(at time.Duration) {
 		r.judgeIntents(c, out)
 	}
 	// Pekko: checked every tick, like roam.
-	if after := r.pekkoAfter; at-prev > after {
-		if when := ceilTo(prev+after, cfg.Tick); when < at {
-			r.judge(r.pekkoScore, out, when)
+	if at-prev > r.pekkoPause {
+		if after := r.pekkoSuspectAfter(); at-prev > after {
+			if when := ceilTo(prev+after, cfg.Tick); when < at {
+				r.judge(r.pekkoScore, out, when)
+			}
 		}
 	}
 	// stock: the first node-monitor period after the grace expires.
-	if when := ceilTo(prev+cfg.StockGrace, cfg.StockPeriod); when < at {
-		r.judge(r.stockScore, out, when)
+	if at-prev > cfg.StockGrace {
+		if when := ceilTo(prev+cfg.StockGrace, cfg.StockPeriod); when < at {
+			r.judge(r.stockScore, out, when)
+		}
 	}
 }
 
