@@ -761,7 +761,7 @@ func TestHeartbeatThenNextTick(t *testing.T) {
 		}
 		one.core.Heartbeat("r", time.Second, now)
 		want := one.core.NextTick()
-		if got := two.core.HeartbeatThenNextTick("r", time.Second, now); !got.Equal(want) {
+		if got := two.core.HeartbeatThenNextTick("r", SourceLease, time.Second, now); !got.Equal(want) {
 			t.Fatalf("at %v: HeartbeatThenNextTick = %v, Heartbeat then NextTick = %v", now.Sub(t0), got.Sub(t0), want.Sub(t0))
 		}
 	}
