@@ -462,6 +462,9 @@ func (t *tally) result(cfg Config) *DirectResult {
 	for i := range t.classes {
 		c := t.classes[i]
 		c.Roam = c.Roam.finish(fmt.Sprintf("roam direct on %s links", c.Link))
+		c.Evicted = c.Evicted.finish(c.Link)
+		c.FixedEvicted = c.FixedEvicted.finish(c.Link)
+		slices.Sort(c.Timeouts)
 		d.Classes = append(d.Classes, c)
 	}
 	d.Bound = hindsightBound(d.Classes, int(cfg.GoalFalseEvictionsPer1000h*d.RobotHours/1000))
