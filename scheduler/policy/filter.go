@@ -34,7 +34,7 @@ func (pl *Plugin) Filter(_ context.Context, state fwk.CycleState, _ *v1.Pod, nod
 	}
 	start := time.Now()
 	status := pl.require(s, nodeInfo)
-	pl.metrics.duration.Observe(time.Since(start).Seconds())
+	evaluationDuration.Observe(time.Since(start).Seconds())
 	return status
 }
 

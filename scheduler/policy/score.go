@@ -115,19 +115,16 @@ func (pl *Plugin) Score(context.Context, fwk.CycleState, *v1.Pod, fwk.NodeInfo) 
 func (pl *Plugin) ScoreExtensions() framework.ScoreExtensions { return pl }
 
 // NormalizeScore turns PreScore's measures into 0..100: the policies'
-// weighted sums, compressed with the signed logarithm sign(s)·ln(1+|s|) so
-// one huge penalty (say an unknown location's distance) does not flatten
-// the differences between the others, then scaled linearly (the best node
-// 100, the worst 0, all equal 100; a sum that failed to evaluate 0); roam's
-// built-in preferences normalized by capability.Want.Normalize; the two
-// combined by policyWeight and the built-in components' weights.
+// weighted sums normalized by capability.NormalizeSigned, roam's built-in
+// preferences by capability.Want.Normalize, the two combined by
+// policyWeight and the built-in components' weights.
 func (pl *Plugin) NormalizeScore(_ context.Context, state fwk.CycleState, _ *v1.Pod, scores framework.NodeScoreList) *fwk.Status {
 	s, err := getPreScoreState(state)
 	if err != nil {
 		return fwk.AsStatus(err)
 	}
 	n := len(scores)
-	pol, raws, capab := make([]float64, n), make([]capability.Raw, n), make([]int64, n)
+	pol, raws, polScores, capScores := make([]float64, n), make([]capability.Raw, n), make([]int64, n), make([]int64, n)
 	var index map[string]int // built only when the list is not in PreScore's order
 	for i := range scores {
 		j := i
@@ -146,51 +143,18 @@ func (pl *Plugin) NormalizeScore(_ context.Context, state fwk.CycleState, _ *v1.
 		pol[i], raws[i] = s.policy[j], s.measures[j]
 	}
 	var policyW int64
-	var lo, hi float64
 	if s.scoring > 0 {
 		policyW = *pl.args.PolicyWeight
-		lo, hi = compressAll(pol)
+		capability.NormalizeSigned(pol, polScores)
 	}
 	capW := s.want.Weight()
 	if capW > 0 {
-		s.want.Normalize(raws, capab)
+		s.want.Normalize(raws, capScores)
 	}
 	for i := range scores {
-		var total int64
-		if policyW > 0 {
-			switch v := pol[i]; {
-			case math.IsNaN(v) || math.IsInf(v, 0):
-			case hi == lo:
-				total += policyW * framework.MaxNodeScore
-			default:
-				total += policyW * int64(math.Round((v-lo)/(hi-lo)*float64(framework.MaxNodeScore)))
-			}
+		if scores[i].Score = policyW*polScores[i] + capW*capScores[i]; policyW+capW > 0 {
+			scores[i].Score /= policyW + capW
 		}
-		if capW > 0 {
-			total += capW * capab[i]
-		}
-		if policyW+capW > 0 {
-			total /= policyW + capW
-		}
-		scores[i].Score = total
 	}
 	return nil
-}
-
-// compressAll compresses vs in place and returns the range of the finite
-// results.
-func compressAll(vs []float64) (lo, hi float64) {
-	lo, hi = math.Inf(1), math.Inf(-1)
-	for i, v := range vs {
-		if v < 0 {
-			v = -math.Log1p(-v)
-		} else {
-			v = math.Log1p(v)
-		}
-		vs[i] = v
-		if !math.IsNaN(v) && !math.IsInf(v, 0) {
-			lo, hi = math.Min(lo, v), math.Max(hi, v)
-		}
-	}
-	return lo, hi
 }
