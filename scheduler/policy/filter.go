@@ -18,7 +18,7 @@ const ReasonUnreachable = "node(s) had taint " + policies.UnreachableTaint
 // rejects a robot tainted roam.dev/unreachable (UnschedulableAndUnresolvable:
 // preemption cannot help there).
 func (pl *Plugin) Filter(_ context.Context, state fwk.CycleState, _ *v1.Pod, nodeInfo fwk.NodeInfo) *fwk.Status {
-	s, err := getPreFilterState(state)
+	s, err := readState[*preFilterState](state, preFilterStateKey)
 	if err != nil {
 		return fwk.AsStatus(err)
 	}

@@ -34,14 +34,16 @@ type preFilterState struct {
 // Clone implements fwk.StateData.
 func (s *preFilterState) Clone() fwk.StateData { return s }
 
-func getPreFilterState(state fwk.CycleState) (*preFilterState, error) {
-	v, err := state.Read(preFilterStateKey)
+// readState returns the state of type T that key holds in state.
+func readState[T fwk.StateData](state fwk.CycleState, key fwk.StateKey) (T, error) {
+	v, err := state.Read(key)
 	if err != nil {
-		return nil, fmt.Errorf("%s: reading %q from the cycle state: %w", Name, preFilterStateKey, err)
+		var zero T
+		return zero, fmt.Errorf("%s: reading %q from the cycle state: %w", Name, key, err)
 	}
-	s, ok := v.(*preFilterState)
+	s, ok := v.(T)
 	if !ok {
-		return nil, fmt.Errorf("%s: %+v is not a RoamPolicy PreFilter state", Name, v)
+		return s, fmt.Errorf("%s: %q holds %T, not %T", Name, key, v, s)
 	}
 	return s, nil
 }

@@ -31,18 +31,6 @@ type preScoreState struct {
 // Clone implements fwk.StateData.
 func (s *preScoreState) Clone() fwk.StateData { return s }
 
-func getPreScoreState(state fwk.CycleState) (*preScoreState, error) {
-	v, err := state.Read(preScoreStateKey)
-	if err != nil {
-		return nil, fmt.Errorf("%s: reading %q from the cycle state: %w", Name, preScoreStateKey, err)
-	}
-	s, ok := v.(*preScoreState)
-	if !ok {
-		return nil, fmt.Errorf("%s: %+v is not a RoamPolicy PreScore state", Name, v)
-	}
-	return s, nil
-}
-
 // PreScore decides what scores the pod, its policies' scores and roam's
 // built-in preferences, and measures every feasible node. A pod no policy
 // governs gets the built-in preferences when it opted in (roam.dev/target
@@ -52,7 +40,7 @@ func getPreScoreState(state fwk.CycleState) (*preScoreState, error) {
 // Parallelizer's goroutines costs, so PreScore measures on the
 // scheduling goroutine.
 func (pl *Plugin) PreScore(_ context.Context, state fwk.CycleState, pod *v1.Pod, nodes []fwk.NodeInfo) *fwk.Status {
-	pf, err := getPreFilterState(state)
+	pf, err := readState[*preFilterState](state, preFilterStateKey)
 	if err != nil { // PreFilter skipped the pod: no policy governs it
 		pf = &preFilterState{want: capability.WantOf(pod, pl.weights, false)}
 	}
@@ -119,7 +107,7 @@ func (pl *Plugin) ScoreExtensions() framework.ScoreExtensions { return pl }
 // preferences by capability.Want.Normalize, the two combined by
 // policyWeight and the built-in components' weights.
 func (pl *Plugin) NormalizeScore(_ context.Context, state fwk.CycleState, _ *v1.Pod, scores framework.NodeScoreList) *fwk.Status {
-	s, err := getPreScoreState(state)
+	s, err := readState[*preScoreState](state, preScoreStateKey)
 	if err != nil {
 		return fwk.AsStatus(err)
 	}
