@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	corev1 "k8s.io/api/core/v1"
 )
 
 func mustParse(t testing.TB, data map[string]string) *Policy {
@@ -177,5 +179,33 @@ func TestNilEnv(t *testing.T) {
 	}
 	if _, err := p.Score(ev, nil); err == nil {
 		t.Error("Score with nil env: want error")
+	}
+}
+
+// A policy change concerns the pods of its namespace (any namespace for a
+// global policy) that name it, or that name none and match its old or new
+// version; a pod naming another policy is not concerned by a match.
+func TestChangeConcerns(t *testing.T) {
+	old := mustParse(t, map[string]string{"match": `pod.labels["app"] == "old"`, "require": "true"})
+	updated := mustParse(t, map[string]string{"match": `pod.labels["app"] == "new"`, "require": "true"})
+	ev := NewEvaluator()
+	for _, c := range []struct {
+		name   string
+		change Change
+		pod    *corev1.Pod
+		want   bool
+	}{
+		{"matched the old version", Change{Key: "ns/p", Old: old, New: updated}, pod("ns", "a", map[string]string{"app": "old"}, nil), true},
+		{"matches the new version", Change{Key: "ns/p", Old: old, New: updated}, pod("ns", "a", map[string]string{"app": "new"}, nil), true},
+		{"matches neither", Change{Key: "ns/p", Old: old, New: updated}, pod("ns", "a", map[string]string{"app": "other"}, nil), false},
+		{"deleted, matched", Change{Key: "ns/p", Old: old}, pod("ns", "a", map[string]string{"app": "old"}, nil), true},
+		{"another namespace", Change{Key: "ns/p", New: updated}, pod("other", "a", map[string]string{"app": "new"}, nil), false},
+		{"global policy", Change{Key: "roam-system/p", New: updated}, pod("other", "a", map[string]string{"app": "new"}, nil), true},
+		{"names it", Change{Key: "ns/p", New: updated}, pod("ns", "a", nil, map[string]string{PolicyAnnotation: " p "}), true},
+		{"names another", Change{Key: "ns/p", New: updated}, pod("ns", "a", map[string]string{"app": "new"}, map[string]string{PolicyAnnotation: "q"}), false},
+	} {
+		if got := c.change.Concerns(ev, c.pod, DefaultGlobalNamespace); got != c.want {
+			t.Errorf("%s: Concerns = %v, want %v", c.name, got, c.want)
+		}
 	}
 }

@@ -339,6 +339,30 @@ func resolve(ev *Evaluator, pod *corev1.Pod, globalNS string, get func(ns, name 
 	return Resolution{Policies: out}
 }
 
+// Concerns reports whether c can change which policies govern pod: the
+// changed policy is in pod's namespace (or in globalNS), and pod names it
+// (annotation roam.dev/policy) or, naming none, its old or new match holds
+// for pod.
+func (c Change) Concerns(ev *Evaluator, pod *corev1.Pod, globalNS string) bool {
+	ns, name, _ := strings.Cut(c.Key, "/")
+	if pod.Namespace != ns && ns != globalNS {
+		return false
+	}
+	if named, ok := pod.Annotations[PolicyAnnotation]; ok {
+		return strings.TrimSpace(named) == name
+	}
+	// match is about the pod: it sees an empty node (battery unknown).
+	env := Env{Node: NodeEnv{Battery: -1}, Pod: PodEnvFor(pod)}
+	for _, p := range []*Policy{c.Old, c.New} {
+		if p != nil && p.HasMatch {
+			if ok, err := p.Match(ev, &env); err == nil && ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // Get returns the serving version of a policy, or nil and a human-readable
 // reason (missing, never valid).
 func (s *Store) Get(namespace, name string) (*Policy, string) {

@@ -221,3 +221,31 @@ func (w *Want) Normalize(raws []Raw, out []int64) {
 		out[i] = total
 	}
 }
+
+// NormalizeSigned scores vs (one per feasible node) into out, 0..100: each
+// value compressed with the signed logarithm sign(v)·ln(1+|v|), so one huge
+// penalty (say an unknown location's distance) does not flatten the
+// differences between the others, then scaled linearly over the finite
+// results (the highest 100, the lowest 0, all equal 100); a NaN or
+// infinite value scores 0. It compresses vs in place.
+func NormalizeSigned(vs []float64, out []int64) {
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for i, v := range vs {
+		vs[i] = math.Copysign(math.Log1p(math.Abs(v)), v)
+		if finite(vs[i]) {
+			lo, hi = min(lo, vs[i]), max(hi, vs[i])
+		}
+	}
+	for i, v := range vs {
+		switch {
+		case !finite(v):
+			out[i] = 0
+		case hi == lo:
+			out[i] = 100
+		default:
+			out[i] = int64(math.Round((v - lo) / (hi - lo) * 100))
+		}
+	}
+}
+
+func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }

@@ -1,6 +1,7 @@
 package capability
 
 import (
+	"math"
 	"strings"
 	"testing"
 
@@ -113,5 +114,23 @@ func TestWeightsValidate(t *testing.T) {
 	}
 	if len(errs) != 2 {
 		t.Errorf("%d errors, want 2: %v", len(errs), errs)
+	}
+}
+
+// NormalizeSigned keeps the order of the values, gives the highest 100 and
+// the lowest 0, and a huge penalty does not squeeze the others together:
+// on the signed logarithmic scale 0, 10 and 100 stay apart.
+func TestNormalizeSigned(t *testing.T) {
+	out := make([]int64, 5)
+	NormalizeSigned([]float64{100, 10, 0, -1e6, math.NaN()}, out)
+	if out[0] != 100 || out[3] != 0 || out[4] != 0 || !(out[0] > out[1] && out[1] > out[2] && out[2] > out[3]) {
+		t.Fatalf("scores %v: want 100 > 10's > 0's > 0 = the penalty's, and 0 for NaN", out)
+	}
+	if out[1]-out[2] < 10 {
+		t.Fatalf("scores %v: the penalty flattened 10 and 0 together", out)
+	}
+	NormalizeSigned([]float64{-3, -3}, out[:2])
+	if out[0] != 100 || out[1] != 100 {
+		t.Fatalf("equal values scored %v, want 100 each", out[:2])
 	}
 }

@@ -1,8 +1,6 @@
 package capability
 
 import (
-	"math"
-
 	"github.com/roam-dev/roam/policies"
 )
 
@@ -34,52 +32,19 @@ const MaxScore = 100
 // Want.Normalize; the two are averaged with weights policyWeight (0: the
 // policies do not score) and want.Weight(). policy is overwritten.
 func Combine(policyWeight int64, policy []float64, want *Want, raws []Raw, out []int64) {
-	var lo, hi float64
+	polScores, capScores := make([]int64, len(out)), make([]int64, len(out))
 	if policyWeight > 0 {
-		lo, hi = compressAll(policy)
+		NormalizeSigned(policy, polScores)
 	}
 	capW := want.Weight()
-	capab := make([]int64, len(out))
 	if capW > 0 {
-		want.Normalize(raws, capab)
+		want.Normalize(raws, capScores)
 	}
 	for i := range out {
-		var total int64
-		if policyWeight > 0 {
-			switch v := policy[i]; {
-			case math.IsNaN(v) || math.IsInf(v, 0):
-			case hi == lo:
-				total += policyWeight * MaxScore
-			default:
-				total += policyWeight * int64(math.Round((v-lo)/(hi-lo)*MaxScore))
-			}
-		}
-		if capW > 0 {
-			total += capW * capab[i]
-		}
-		if policyWeight+capW > 0 {
-			total /= policyWeight + capW
-		}
-		out[i] = total
-	}
-}
-
-// compressAll compresses vs in place and returns the range of the finite
-// results.
-func compressAll(vs []float64) (lo, hi float64) {
-	lo, hi = math.Inf(1), math.Inf(-1)
-	for i, v := range vs {
-		if v < 0 {
-			v = -math.Log1p(-v)
-		} else {
-			v = math.Log1p(v)
-		}
-		vs[i] = v
-		if !math.IsNaN(v) && !math.IsInf(v, 0) {
-			lo, hi = math.Min(lo, v), math.Max(hi, v)
+		if out[i] = policyWeight*polScores[i] + capW*capScores[i]; policyWeight+capW > 0 {
+			out[i] /= policyWeight + capW
 		}
 	}
-	return lo, hi
 }
 
 // Features are the preferred NFD feature labels the pod lists (when

@@ -51,23 +51,12 @@ func (a *RoamPolicyArgs) SetDefaults() {
 	if a.GlobalNamespace == "" {
 		a.GlobalNamespace = policies.DefaultGlobalNamespace
 	}
-	if a.RejectUnreachable == nil {
-		t := true
-		a.RejectUnreachable = &t
-	}
-	if a.PolicySyncTimeout == nil {
-		a.PolicySyncTimeout = &metav1.Duration{Duration: 60 * time.Second}
-	}
-	for _, w := range []struct {
-		p   **int64
-		def int64
-	}{{&a.PolicyWeight, capability.DefaultPolicyWeight}, {&a.DeviceWeight, capability.DefaultDeviceWeight},
-		{&a.FeatureWeight, capability.DefaultFeatureWeight}, {&a.LocationWeight, capability.DefaultLocationWeight}} {
-		if *w.p == nil {
-			v := w.def
-			*w.p = &v
-		}
-	}
+	a.RejectUnreachable = orDefault(a.RejectUnreachable, true)
+	a.PolicySyncTimeout = orDefault(a.PolicySyncTimeout, metav1.Duration{Duration: 60 * time.Second})
+	a.PolicyWeight = orDefault(a.PolicyWeight, capability.DefaultPolicyWeight)
+	a.DeviceWeight = orDefault(a.DeviceWeight, capability.DefaultDeviceWeight)
+	a.FeatureWeight = orDefault(a.FeatureWeight, capability.DefaultFeatureWeight)
+	a.LocationWeight = orDefault(a.LocationWeight, capability.DefaultLocationWeight)
 }
 
 // Validate reports every invalid field of (defaulted) a, naming the field.
@@ -116,21 +105,27 @@ func decodeArgs(obj runtime.Object) (*RoamPolicyArgs, error) {
 // the framework directly (tests, embedding).
 func (a *RoamPolicyArgs) DeepCopyObject() runtime.Object {
 	out := *a
-	if a.RejectUnreachable != nil {
-		v := *a.RejectUnreachable
-		out.RejectUnreachable = &v
-	}
-	if a.PolicySyncTimeout != nil {
-		v := *a.PolicySyncTimeout
-		out.PolicySyncTimeout = &v
-	}
-	for _, w := range []**int64{&out.PolicyWeight, &out.DeviceWeight, &out.FeatureWeight, &out.LocationWeight} {
-		if *w != nil {
-			v := **w
-			*w = &v
-		}
-	}
+	out.RejectUnreachable, out.PolicySyncTimeout = copyOf(a.RejectUnreachable), copyOf(a.PolicySyncTimeout)
+	out.PolicyWeight, out.DeviceWeight = copyOf(a.PolicyWeight), copyOf(a.DeviceWeight)
+	out.FeatureWeight, out.LocationWeight = copyOf(a.FeatureWeight), copyOf(a.LocationWeight)
 	return &out
+}
+
+// orDefault returns p, or a pointer to def when p is nil.
+func orDefault[T any](p *T, def T) *T {
+	if p == nil {
+		return &def
+	}
+	return p
+}
+
+// copyOf returns a pointer to a copy of *p (nil for nil).
+func copyOf[T any](p *T) *T {
+	if p == nil {
+		return nil
+	}
+	v := *p
+	return &v
 }
 
 func deref(p *int64) int64 {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"strings"
 
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -117,7 +116,6 @@ func (pl *Plugin) onPolicyChange(c policies.Change) {
 	if pl.podLister == nil || pl.podsSync == nil || !pl.podsSync() {
 		return // the scheduler is not running yet: its queue is empty
 	}
-	ns, name, _ := strings.Cut(c.Key, "/")
 	pods, err := pl.podLister.List(labels.Everything())
 	if err != nil {
 		pl.logger.Error(err, "Listing pods to requeue after a policy change", "policy", c.Key)
@@ -127,17 +125,7 @@ func (pl *Plugin) onPolicyChange(c policies.Change) {
 	defer pl.release(ev)
 	activate := make(map[string]*v1.Pod)
 	for _, pod := range pods {
-		if pod.Spec.NodeName != "" || (pod.Namespace != ns && ns != pl.store.GlobalNamespace()) {
-			continue
-		}
-		if named, ok := pod.Annotations[policies.PolicyAnnotation]; ok {
-			if strings.TrimSpace(named) == name {
-				activate[pod.Namespace+"/"+pod.Name] = pod
-			}
-			continue
-		}
-		env := policies.Env{Pod: policies.PodEnvFor(pod)}
-		if matches(ev, &env, c.Old) || matches(ev, &env, c.New) {
+		if pod.Spec.NodeName == "" && c.Concerns(ev, pod, pl.store.GlobalNamespace()) {
 			activate[pod.Namespace+"/"+pod.Name] = pod
 		}
 	}
@@ -145,12 +133,4 @@ func (pl *Plugin) onPolicyChange(c policies.Change) {
 		pl.logger.V(3).Info("Policy changed: requeueing the pending pods it governs", "policy", c.Key, "pods", len(activate))
 		pl.handle.Activate(pl.logger, activate)
 	}
-}
-
-func matches(ev *policies.Evaluator, env *policies.Env, p *policies.Policy) bool {
-	if p == nil || !p.HasMatch {
-		return false
-	}
-	ok, err := p.Match(ev, env)
-	return err == nil && ok
 }

@@ -15,9 +15,7 @@ const (
 	ResultScored = "scored" // a score was computed
 )
 
-// The metric definitions, as component-base metrics idiomatically declare
-// them; they are registered into the kube-scheduler's legacy registry once
-// (registerMetrics), so they appear on roam-scheduler's /metrics.
+// The metric definitions, as component-base metrics declare them.
 var (
 	evaluations = metrics.NewCounterVec(&metrics.CounterOpts{
 		Name: "roam_policy_evaluations_total",
@@ -36,29 +34,20 @@ var (
 	registerOnce sync.Once
 )
 
-// counters are the pre-resolved children of evaluations, so counting is
-// one atomic add; the hot path avoids even that where it can (cached
-// requires are counted when evaluated, scores once per cycle).
-type counters struct {
-	pass, fail, err, scored metrics.CounterMetric
-	duration                metrics.ObserverMetric
-}
+// counters are evaluations' children, resolved once so counting is one
+// atomic add.
+type counters struct{ pass, fail, err, scored metrics.CounterMetric }
 
+// registerMetrics registers the metrics into the kube-scheduler's legacy
+// registry (once), so they appear on roam-scheduler's /metrics; tools that
+// check names against what roam-scheduler exports (the dashboard test)
+// call it too.
 func registerMetrics() *counters {
-	registerOnce.Do(func() {
-		legacyregistry.MustRegister(evaluations, evaluationDuration)
-	})
-	return &counters{
-		pass:     evaluations.WithLabelValues(ResultPass),
-		fail:     evaluations.WithLabelValues(ResultFail),
-		err:      evaluations.WithLabelValues(ResultError),
-		scored:   evaluations.WithLabelValues(ResultScored),
-		duration: evaluationDuration,
-	}
+	registerOnce.Do(func() { legacyregistry.MustRegister(evaluations, evaluationDuration) })
+	return &counters{pass: evaluations.WithLabelValues(ResultPass), fail: evaluations.WithLabelValues(ResultFail),
+		err: evaluations.WithLabelValues(ResultError), scored: evaluations.WithLabelValues(ResultScored)}
 }
 
-// RegisterMetrics registers roam-scheduler's policy metrics into the
-// kube-scheduler's legacy registry (once; creating the plugin does it too),
-// so tools that check names against what roam-scheduler exports (the
-// dashboard test) can gather them.
+// RegisterMetrics registers roam-scheduler's policy metrics (as creating
+// the plugin does).
 func RegisterMetrics() { registerMetrics() }

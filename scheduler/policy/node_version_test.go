@@ -125,7 +125,7 @@ func policyScoreOf(t *testing.T, pl *Plugin, state fwk.CycleState, pod *v1.Pod, 
 	if s := pl.PreScore(context.Background(), state, pod, []fwk.NodeInfo{ni}); !s.IsSuccess() {
 		t.Fatal(s)
 	}
-	s, err := getPreScoreState(state)
+	s, err := readState[*preScoreState](state, preScoreStateKey)
 	if err != nil || len(s.policy) != 1 || s.names[0] != ni.Node().Name {
 		t.Fatalf("PreScore left no measure of the node in the cycle state (%v)", err)
 	}

@@ -65,7 +65,7 @@ type Plugin struct {
 	narrowings   narrowings // PreFilter's last narrowings
 	parallelizer parallelize.Parallelizer
 	// evaluators hold one policies.Evaluator (a reusable expression VM) per
-	// goroutine evaluating at a time: Filter and PreScore run in parallel.
+	// goroutine evaluating at a time: Filter and narrowing run in parallel.
 	evaluators sync.Pool
 	podLister  corelisters.PodLister // the scheduler's pods (nil without an informer factory)
 	podsSync   cache.InformerSynced  // true once the scheduler runs

@@ -28,7 +28,7 @@ func preFilter(t *testing.T, pl *Plugin, pod *v1.Pod) (*framework.CycleState, *f
 
 // governing returns the policies PreFilter resolved for this cycle's pod.
 func governing(state fwk.CycleState) []*policies.Policy {
-	if s, err := getPreFilterState(state); err == nil {
+	if s, err := readState[*preFilterState](state, preFilterStateKey); err == nil {
 		return s.policies
 	}
 	return nil
@@ -175,7 +175,7 @@ func TestScore(t *testing.T) {
 	if s := pl.PreScore(context.Background(), state, pod, infos); !s.IsSuccess() {
 		t.Fatal(s)
 	}
-	if s, err := getPreScoreState(state); err != nil || s.policy[0] != 10 {
+	if s, err := readState[*preScoreState](state, preScoreStateKey); err != nil || s.policy[0] != 10 {
 		t.Fatalf("PreScore's measures %+v (%v); want near's policy score 10 first", s, err)
 	}
 	var scores framework.NodeScoreList

@@ -14,7 +14,6 @@ import (
 
 	"github.com/roam-dev/roam/policies"
 	"github.com/roam-dev/roam/scheduler/capability"
-	"github.com/roam-dev/roam/scheduler/policy/nodecache"
 )
 
 // preFilterStateKey is where PreFilter leaves the pod's preFilterState.
@@ -35,14 +34,16 @@ type preFilterState struct {
 // Clone implements fwk.StateData.
 func (s *preFilterState) Clone() fwk.StateData { return s }
 
-func getPreFilterState(state fwk.CycleState) (*preFilterState, error) {
-	v, err := state.Read(preFilterStateKey)
+// readState returns the state of type T that key holds in state.
+func readState[T fwk.StateData](state fwk.CycleState, key fwk.StateKey) (T, error) {
+	v, err := state.Read(key)
 	if err != nil {
-		return nil, fmt.Errorf("%s: reading %q from the cycle state: %w", Name, preFilterStateKey, err)
+		var zero T
+		return zero, fmt.Errorf("%s: reading %q from the cycle state: %w", Name, key, err)
 	}
-	s, ok := v.(*preFilterState)
+	s, ok := v.(T)
 	if !ok {
-		return nil, fmt.Errorf("%s: %+v is not a RoamPolicy PreFilter state", Name, v)
+		return s, fmt.Errorf("%s: %q holds %T, not %T", Name, key, v, s)
 	}
 	return s, nil
 }
@@ -91,10 +92,12 @@ func (pl *Plugin) PreFilterExtensions() framework.PreFilterExtensions { return n
 // leaving them out is exactly as correct as filtering them, and no
 // preemption could make them pass (the framework marks them
 // UnschedulableAndUnresolvable, as it marks the nodes NodeAffinity's
-// narrowing by node name leaves out). Each node is judged on its current
-// version through the node cache: a node changed since it was last judged
-// is evaluated again, and only such nodes are: the last narrowing of the
-// same policies is reused for NodeInfos that hold the same Node objects.
+// narrowing by node name leaves out).
+//
+// The node-object parts read only the Node object, and a Node update is a
+// new object, so the last narrowing of the same policies answers for every
+// node whose object it judged; only the other nodes are judged, each on
+// its current version through the node cache.
 //
 // The pod's status then counts the nodes left out as "didn't satisfy
 // plugin(s) [RoamPolicy]" rather than by policy. When no node passes,
@@ -110,15 +113,18 @@ func (pl *Plugin) narrow(ctx context.Context, s *preFilterState, nodes []fwk.Nod
 	if last.sameNodes(nodes) {
 		return last.result, nil
 	}
-	next := &narrowing{policies: s.policies, infos: slices.Clone(nodes), objs: make([]*v1.Node, len(nodes)), keep: make([]bool, len(nodes))}
-	pl.parallelizer.Until(ctx, len(nodes), func(i int) {
-		ni := nodes[i]
+	next := &narrowing{policies: s.policies, objs: make([]*v1.Node, len(nodes)), keep: make([]bool, len(nodes))}
+	var judge []int
+	for i, ni := range nodes {
 		next.objs[i] = ni.Node()
-		if j, ok := last.index(i, ni); ok && last.objs[j] == next.objs[i] {
-			next.keep[i] = last.keep[j] // the same Node object: the same answer
-			return
+		var known bool
+		if next.keep[i], known = last.verdict(i, next.objs[i]); !known {
+			judge = append(judge, i)
 		}
-		next.keep[i] = pl.passesStatic(s, ni)
+	}
+	pl.parallelizer.Until(ctx, len(judge), func(k int) {
+		i := judge[k]
+		next.keep[i] = pl.passesStatic(s, nodes[i])
 	}, Name)
 	names := sets.New[string]()
 	for i, ok := range next.keep {
@@ -133,58 +139,53 @@ func (pl *Plugin) narrow(ctx context.Context, s *preFilterState, nodes []fwk.Nod
 	return next.result, nil
 }
 
-// narrowing is one policy set's narrowing of the nodes of a cycle. The
-// node-object parts read only the Node objects, so a later cycle whose
-// NodeInfos hold the same Node objects has the same answer: the
-// scheduler's snapshot keeps its NodeInfos from cycle to cycle, and a
-// Node update is a new object. It is read-only once stored.
+// narrowing is one policy set's verdicts on the Node objects of a cycle.
+// It is read-only once stored.
 type narrowing struct {
 	policies []*policies.Policy
-	infos    []fwk.NodeInfo
-	objs     []*v1.Node // infos[i]'s Node object when judged
-	keep     []bool
-	byInfo   map[fwk.NodeInfo]int // built on the first index call
-	once     sync.Once
+	objs     []*v1.Node
+	keep     []bool                     // objs[i] passes the node-object parts
 	result   *framework.PreFilterResult // nil: all nodes
+	byObj    map[*v1.Node]bool          // keep by object, built on the first verdict out of place
+	once     sync.Once
 }
 
-// sameNodes reports whether nodes are n's NodeInfos, in order, holding the
-// same Node objects.
+// sameNodes reports whether nodes hold n's Node objects, in order.
 func (n *narrowing) sameNodes(nodes []fwk.NodeInfo) bool {
-	if n == nil || len(nodes) != len(n.infos) {
+	if n == nil || len(nodes) != len(n.objs) {
 		return false
 	}
 	for i, ni := range nodes {
-		if ni != n.infos[i] || ni.Node() != n.objs[i] {
+		if ni.Node() != n.objs[i] {
 			return false
 		}
 	}
 	return true
 }
 
-// index returns the position of ni among n's NodeInfos, trying i first.
-func (n *narrowing) index(i int, ni fwk.NodeInfo) (int, bool) {
+// verdict returns n's verdict on node, trying position i first (known is
+// false when n did not judge node).
+func (n *narrowing) verdict(i int, node *v1.Node) (keep, known bool) {
 	switch {
 	case n == nil:
-		return 0, false
-	case i < len(n.infos) && n.infos[i] == ni:
-		return i, true
+		return false, false
+	case i < len(n.objs) && n.objs[i] == node:
+		return n.keep[i], true
 	}
 	n.once.Do(func() {
-		n.byInfo = make(map[fwk.NodeInfo]int, len(n.infos))
-		for i, x := range n.infos {
-			n.byInfo[x] = i
+		n.byObj = make(map[*v1.Node]bool, len(n.objs))
+		for i, obj := range n.objs {
+			n.byObj[obj] = n.keep[i]
 		}
 	})
-	j, ok := n.byInfo[ni]
-	return j, ok
+	keep, known = n.byObj[node]
+	return keep, known
 }
 
 // narrowings keep the last narrowing of each of a few policy sets.
 type narrowings struct {
 	mu   sync.Mutex
-	last map[string]*narrowing
-	lru  []string // keys, least recently stored first
+	last map[string]*narrowing // by policySetKey; emptied when full
 }
 
 const maxNarrowings = 8
@@ -203,25 +204,17 @@ func policySetKey(ps []*policies.Policy) string {
 func (ns *narrowings) get(key string, ps []*policies.Policy) *narrowing {
 	ns.mu.Lock()
 	defer ns.mu.Unlock()
-	n := ns.last[key]
-	if n == nil || !slices.Equal(n.policies, ps) {
-		return nil
+	if n := ns.last[key]; n != nil && slices.Equal(n.policies, ps) {
+		return n
 	}
-	return n
+	return nil
 }
 
 func (ns *narrowings) put(key string, n *narrowing) {
 	ns.mu.Lock()
 	defer ns.mu.Unlock()
-	if ns.last == nil {
-		ns.last = map[string]*narrowing{}
-	}
-	if _, ok := ns.last[key]; !ok {
-		if len(ns.lru) == maxNarrowings {
-			delete(ns.last, ns.lru[0])
-			ns.lru = ns.lru[1:]
-		}
-		ns.lru = append(ns.lru, key)
+	if _, ok := ns.last[key]; !ok && len(ns.last) >= maxNarrowings || ns.last == nil {
+		ns.last = make(map[string]*narrowing, maxNarrowings)
 	}
 	ns.last[key] = n
 }
@@ -232,23 +225,11 @@ func (pl *Plugin) passesStatic(s *preFilterState, ni fwk.NodeInfo) bool {
 	if ni.Node() == nil {
 		return false
 	}
-	ev := pl.evaluator()
-	defer pl.release(ev)
-	e := pl.nodes.Get(ev, ni, s.policies)
+	e := pl.nodes.Get(ni, s.policies)
 	for _, p := range s.policies {
-		if !staticHolds(ev, p, e) {
+		if !pl.staticHolds(p, e) {
 			return false
 		}
 	}
 	return true
-}
-
-// staticHolds reports whether p's node-object require part holds on e's
-// node version.
-func staticHolds(ev *policies.Evaluator, p *policies.Policy, e *nodecache.Entry) bool {
-	ok, known := p.MemoStaticRequire(e.Memo(p))
-	if !known {
-		ok = p.StaticRequire(ev, e.Env())
-	}
-	return ok
 }

@@ -8,7 +8,6 @@ import (
 	v1 "k8s.io/api/core/v1"
 	fwk "k8s.io/kube-scheduler/framework"
 	"k8s.io/kubernetes/pkg/scheduler/framework"
-	"k8s.io/kubernetes/pkg/scheduler/framework/parallelize"
 
 	"github.com/roam-dev/roam/policies"
 	"github.com/roam-dev/roam/scheduler/capability"
@@ -32,25 +31,16 @@ type preScoreState struct {
 // Clone implements fwk.StateData.
 func (s *preScoreState) Clone() fwk.StateData { return s }
 
-func getPreScoreState(state fwk.CycleState) (*preScoreState, error) {
-	v, err := state.Read(preScoreStateKey)
-	if err != nil {
-		return nil, fmt.Errorf("%s: reading %q from the cycle state: %w", Name, preScoreStateKey, err)
-	}
-	s, ok := v.(*preScoreState)
-	if !ok {
-		return nil, fmt.Errorf("%s: %+v is not a RoamPolicy PreScore state", Name, v)
-	}
-	return s, nil
-}
-
 // PreScore decides what scores the pod, its policies' scores and roam's
-// built-in preferences, and measures every feasible node, in parallel as
-// the framework's Parallelizer runs work. A pod no policy governs gets the
-// built-in preferences when it opted in (roam.dev/target or
-// roam.dev/prefer-features); with nothing to score, Score is skipped.
-func (pl *Plugin) PreScore(ctx context.Context, state fwk.CycleState, pod *v1.Pod, nodes []fwk.NodeInfo) *fwk.Status {
-	pf, err := getPreFilterState(state)
+// built-in preferences, and measures every feasible node. A pod no policy
+// governs gets the built-in preferences when it opted in (roam.dev/target
+// or roam.dev/prefer-features); with nothing to score, Score is skipped.
+// A node's measure is a node-cache lookup and a few arithmetic operations
+// (the node-only parts are cached), less than what handing nodes to the
+// Parallelizer's goroutines costs, so PreScore measures on the
+// scheduling goroutine.
+func (pl *Plugin) PreScore(_ context.Context, state fwk.CycleState, pod *v1.Pod, nodes []fwk.NodeInfo) *fwk.Status {
+	pf, err := readState[*preFilterState](state, preFilterStateKey)
 	if err != nil { // PreFilter skipped the pod: no policy governs it
 		pf = &preFilterState{want: capability.WantOf(pod, pl.weights, false)}
 	}
@@ -59,38 +49,26 @@ func (pl *Plugin) PreScore(ctx context.Context, state fwk.CycleState, pod *v1.Po
 	}
 	s := &preScoreState{want: pf.want, scoring: pf.scoring, names: make([]string, len(nodes)),
 		policy: make([]float64, len(nodes)), measures: make([]capability.Raw, len(nodes))}
-	errs := parallelize.NewErrorChannel()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	pl.parallelizer.Until(ctx, len(nodes), func(i int) {
-		node := nodes[i].Node()
+	ev := pl.evaluator()
+	defer pl.release(ev)
+	scored := 0
+	for i, ni := range nodes {
+		node := ni.Node()
 		if node == nil {
-			errs.SendErrorWithCancel(fmt.Errorf("%s: node not found", Name), cancel)
-			return
+			return fwk.AsStatus(fmt.Errorf("%s: node not found", Name))
 		}
 		s.names[i] = node.Name
-		ev := pl.evaluator()
-		defer pl.release(ev)
-		e := pl.nodes.Get(ev, nodes[i], pf.policies)
+		e := pl.nodes.Get(ni, pf.policies)
 		if s.scoring > 0 {
-			s.policy[i] = pl.policyScore(ev, pf, e)
+			if s.policy[i] = pl.policyScore(ev, pf, e); !math.IsNaN(s.policy[i]) {
+				scored++
+			}
 		}
 		if s.want != nil {
 			s.measures[i] = s.want.Measure(e.Location(), e.Labels, e)
 		}
-	}, Name)
-	if err := errs.ReceiveError(); err != nil {
-		return fwk.AsStatus(err)
 	}
-	if s.scoring > 0 {
-		scored := 0
-		for _, v := range s.policy {
-			if !math.IsNaN(v) {
-				scored++
-			}
-		}
-		pl.metrics.scored.Add(float64(scored * s.scoring))
-	}
+	pl.metrics.scored.Add(float64(scored * s.scoring))
 	state.Write(preScoreStateKey, s)
 	return nil
 }
@@ -129,7 +107,7 @@ func (pl *Plugin) ScoreExtensions() framework.ScoreExtensions { return pl }
 // preferences, combined by policyWeight and the built-in components'
 // weights (roamctl why explains a placement with the same function).
 func (pl *Plugin) NormalizeScore(_ context.Context, state fwk.CycleState, _ *v1.Pod, scores framework.NodeScoreList) *fwk.Status {
-	s, err := getPreScoreState(state)
+	s, err := readState[*preScoreState](state, preScoreStateKey)
 	if err != nil {
 		return fwk.AsStatus(err)
 	}

@@ -13,8 +13,9 @@
 // an Entry returned for a NodeInfo is exactly what a fresh evaluation of
 // that NodeInfo would give, whichever NodeInfo asks.
 //
-// The cache holds at most one entry per node name. Get returns the stored
-// entry when its version is the asking NodeInfo's, else builds one. Only a
+// The cache holds at most one entry per node name, found by the node's
+// Node object. Get returns the stored entry when its version is the asking
+// NodeInfo's, else builds one. Only a
 // NodeInfo that Options.Authoritative accepts (the scheduler snapshot's own)
 // replaces the stored entry: the copies preemption and nominated pods make
 // (with pods removed or added, and new generations) get a correct entry of
@@ -45,8 +46,8 @@ const MaxMemos = 8
 // Cache is the node-version cache. It is safe for concurrent use.
 type Cache interface {
 	// Get returns the entry of ni's node version with the memos of ps (the
-	// first MaxMemos of them); ev is scratch space for evaluating.
-	Get(ev *policies.Evaluator, ni fwk.NodeInfo, ps []*policies.Policy) *Entry
+	// first MaxMemos of them).
+	Get(ni fwk.NodeInfo, ps []*policies.Policy) *Entry
 	// Forget drops the entry of the named node (it was deleted).
 	Forget(nodeName string)
 }
@@ -62,12 +63,17 @@ type Options struct {
 }
 
 // New returns an empty cache.
-func New(o Options) Cache { return &cache{opts: o, entries: map[string]*Entry{}} }
+func New(o Options) Cache {
+	return &cache{opts: o, byNode: map[*v1.Node]*Entry{}, byName: map[string]*Entry{}}
+}
 
 type cache struct {
-	opts    Options
-	mu      sync.RWMutex
-	entries map[string]*Entry // by node name
+	opts Options
+	mu   sync.RWMutex
+	// The entry of each node, by its current Node object (a lookup
+	// hashes a pointer) and by its name (to replace and forget it).
+	byNode map[*v1.Node]*Entry
+	byName map[string]*Entry
 }
 
 // Entry is what one node version yields. It is immutable.
@@ -123,12 +129,13 @@ func (e *Entry) Memo(p *policies.Policy) *policies.NodeMemo {
 	return nil
 }
 
-// matches reports whether ni describes the version e was built from.
-func (e *Entry) matches(ni fwk.NodeInfo) bool {
-	if e.node != ni.Node() {
+// matches reports whether ni (holding node at generation gen) describes
+// the version e was built from.
+func (e *Entry) matches(node *v1.Node, gen int64, ni fwk.NodeInfo) bool {
+	if e.node != node {
 		return false
 	}
-	if gen := ni.GetGeneration(); gen != 0 && gen == e.gen {
+	if gen != 0 && gen == e.gen {
 		return true
 	}
 	requested := requestedOf(ni)
@@ -160,28 +167,25 @@ func requestedOf(ni fwk.NodeInfo) map[v1.ResourceName]int64 {
 	return nil
 }
 
-func (c *cache) Get(ev *policies.Evaluator, ni fwk.NodeInfo, ps []*policies.Policy) *Entry {
-	node := ni.Node()
+func (c *cache) Get(ni fwk.NodeInfo, ps []*policies.Policy) *Entry {
+	node, gen := ni.Node(), ni.GetGeneration()
 	c.mu.RLock()
-	e := c.entries[node.Name]
+	e := c.byNode[node]
 	c.mu.RUnlock()
-	if e != nil {
-		if e.matches(ni) {
-			if e.memoizes(ps) {
-				if gen := ni.GetGeneration(); gen != e.gen && c.authoritative(ni) {
-					// The same version under a new generation (say a pod
-					// without devices was placed): note the generation so
-					// the next lookup need not compare requests.
-					next := *e
-					next.gen = gen
-					c.store(&next)
-				}
-				return e
-			}
-			return c.keep(ni, c.withMemos(ev, e, ni.GetGeneration(), ps))
-		}
+	switch {
+	case e == nil || !e.matches(node, gen, ni):
+		return c.keep(ni, c.build(ni, ps))
+	case !e.memoizes(ps):
+		return c.keep(ni, c.withMemos(policies.NewEvaluator(), e, gen, ps))
+	case gen != e.gen && c.authoritative(ni):
+		// The same version under a new generation (say a pod without
+		// devices was placed): note the generation so the next lookup
+		// need not compare requests.
+		next := *e
+		next.gen = gen
+		c.store(&next)
 	}
-	return c.keep(ni, c.build(ev, ni, ps))
+	return e
 }
 
 func (c *cache) authoritative(ni fwk.NodeInfo) bool {
@@ -198,18 +202,24 @@ func (c *cache) keep(ni fwk.NodeInfo, e *Entry) *Entry {
 
 func (c *cache) store(e *Entry) {
 	c.mu.Lock()
-	c.entries[e.node.Name] = e
+	if old := c.byName[e.node.Name]; old != nil && old.node != e.node {
+		delete(c.byNode, old.node)
+	}
+	c.byName[e.node.Name], c.byNode[e.node] = e, e
 	c.mu.Unlock()
 }
 
 func (c *cache) Forget(nodeName string) {
 	c.mu.Lock()
-	delete(c.entries, nodeName)
+	if old := c.byName[nodeName]; old != nil {
+		delete(c.byNode, old.node)
+		delete(c.byName, nodeName)
+	}
 	c.mu.Unlock()
 }
 
 // build evaluates ni's version afresh.
-func (c *cache) build(ev *policies.Evaluator, ni fwk.NodeInfo, ps []*policies.Policy) *Entry {
+func (c *cache) build(ni fwk.NodeInfo, ps []*policies.Policy) *Entry {
 	node, requested := ni.Node(), requestedOf(ni)
 	e := &Entry{node: node, gen: ni.GetGeneration(), env: policies.NodeEnvFor(node, requested)}
 	for _, name := range slices.Sorted(maps.Keys(e.env.Devices)) {
@@ -217,11 +227,12 @@ func (c *cache) build(ev *policies.Evaluator, ni fwk.NodeInfo, ps []*policies.Po
 		e.devices = append(e.devices, device{name: rn, handle: unique.Make(name),
 			requested: requested[rn], free: int64(e.env.Devices[name])})
 	}
-	return c.withMemos(ev, e, e.gen, ps)
+	return c.withMemos(policies.NewEvaluator(), e, e.gen, ps)
 }
 
 // withMemos returns a copy of e (under generation gen) that also memoizes
-// ps, keeping e's other memos up to MaxMemos.
+// ps, keeping e's other memos up to MaxMemos; ev is scratch space (an
+// entry is built once per node version, so a fresh one costs little).
 func (c *cache) withMemos(ev *policies.Evaluator, e *Entry, gen int64, ps []*policies.Policy) *Entry {
 	next := *e
 	next.gen = gen

@@ -58,7 +58,7 @@ func TestEntryOfVersion(t *testing.T) {
 	n.Status.Allocatable["roam.dev/arm"] = n.Status.Allocatable["roam.dev/camera"] // 5 arms
 	holder := st.MakePod().Namespace("apps").Name("holder").Node("r").
 		Req(map[v1.ResourceName]string{"roam.dev/camera": "2", "roam.dev/arm": "1"}).Obj()
-	e := c.Get(policies.NewEvaluator(), nodeInfo(n, holder), nil)
+	e := c.Get(nodeInfo(n, holder), nil)
 	if e.Env().Name != "r" || e.Location() != (policies.Point{X: 3, Y: 4, Known: true}) || e.Labels()[policies.ContextLabel] != "hospital" || e.Node() != n {
 		t.Fatalf("entry: env %+v", e.Env())
 	}
@@ -75,13 +75,12 @@ func TestEntryOfVersion(t *testing.T) {
 func TestVersions(t *testing.T) {
 	var memos memoCounter
 	c := New(Options{Memoized: memos.count})
-	ev := policies.NewEvaluator()
 	hospital := parse(t, "hospital", `node.context == "hospital" && node.devices["roam.dev/camera"] >= 1`)
 	ps := []*policies.Policy{hospital}
 	ni := nodeInfo(robot("r", "hospital", 1))
 	check := func(what string, wantOK bool, wantMemos int) *Entry {
 		t.Helper()
-		e := c.Get(ev, ni, ps)
+		e := c.Get(ni, ps)
 		ok, known := hospital.MemoRequire(e.Memo(hospital))
 		if !known || ok != wantOK || memos.n != wantMemos {
 			t.Fatalf("%s: require %v (known %v) after %d evaluations; want %v after %d", what, ok, known, memos.n, wantOK, wantMemos)
@@ -109,6 +108,28 @@ func TestVersions(t *testing.T) {
 	check("forgotten", false, 5)
 }
 
+// The cache keeps one entry per node: a node's new Node object replaces
+// the old object's entry, and Forget drops it.
+func TestOneEntryPerNode(t *testing.T) {
+	c := New(Options{}).(*cache)
+	ni := nodeInfo(robot("r", "hospital", 1))
+	sizes := func() (int, int) { return len(c.byNode), len(c.byName) }
+	c.Get(ni, nil)
+	for _, context := range []string{"store", "hospital"} {
+		ni.SetNode(robot("r", context, 1))
+		if e := c.Get(ni, nil); e.Node() != ni.Node() {
+			t.Fatal("the entry is not the new Node object's")
+		}
+		if n, m := sizes(); n != 1 || m != 1 {
+			t.Fatalf("%d entries by object, %d by name after a node update; want 1, 1", n, m)
+		}
+	}
+	c.Forget("r")
+	if n, m := sizes(); n != 0 || m != 0 {
+		t.Fatalf("%d entries by object, %d by name after Forget; want none", n, m)
+	}
+}
+
 // Preemption and nominated pods evaluate copies of a NodeInfo with pods
 // removed or added, and new generations. A copy never replaces the real
 // node's entry (which stays, and is not evaluated again), it gets its own
@@ -118,7 +139,6 @@ func TestCopiesDoNotCorruptTheCache(t *testing.T) {
 	holder := cameraPod("holder", 1)
 	real := nodeInfo(robot("r", "hospital", 1), holder)
 	c := New(Options{Memoized: memos.count, Authoritative: func(ni fwk.NodeInfo) bool { return ni == fwk.NodeInfo(real) }})
-	ev := policies.NewEvaluator()
 	hospital := parse(t, "hospital", `node.context == "hospital" && node.devices["roam.dev/camera"] >= 1`)
 	ps := []*policies.Policy{hospital}
 	passes := func(e *Entry) bool {
@@ -128,7 +148,7 @@ func TestCopiesDoNotCorruptTheCache(t *testing.T) {
 		}
 		return ok
 	}
-	entry := c.Get(ev, real, ps)
+	entry := c.Get(real, ps)
 	if passes(entry) || memos.n != 1 {
 		t.Fatalf("the real node (camera taken) passes=%v after %d evaluations", passes(entry), memos.n)
 	}
@@ -142,17 +162,17 @@ func TestCopiesDoNotCorruptTheCache(t *testing.T) {
 		t.Fatal("the copy kept the generation")
 	}
 	for range 2 {
-		if e := c.Get(ev, victimless, ps); !passes(e) || e == entry {
+		if e := c.Get(victimless, ps); !passes(e) || e == entry {
 			t.Fatal("the copy without the victim does not pass")
 		}
 	}
 	// A nominated pod without devices added to a copy: the same version.
 	nominated := real.SnapshotConcrete()
 	nominated.AddPod(st.MakePod().Namespace("apps").Name("nominated").UID("nominated").Node("r").Obj())
-	if e := c.Get(ev, nominated, ps); e != entry {
+	if e := c.Get(nominated, ps); e != entry {
 		t.Fatal("a copy of the same version did not find the real node's entry")
 	}
-	if e := c.Get(ev, real, ps); e != entry || passes(e) {
+	if e := c.Get(real, ps); e != entry || passes(e) {
 		t.Fatalf("the real node's entry was replaced or changed by a copy (passes=%v)", passes(e))
 	}
 	if memos.n != 3 {
@@ -164,23 +184,22 @@ func TestCopiesDoNotCorruptTheCache(t *testing.T) {
 // the policies earlier pods asked about as far as room remains.
 func TestMemosPerEntry(t *testing.T) {
 	c := New(Options{})
-	ev := policies.NewEvaluator()
 	ni := nodeInfo(robot("r", "hospital", 1))
 	var ps []*policies.Policy
 	for i := range MaxMemos + 2 {
 		ps = append(ps, parse(t, fmt.Sprintf("p%d", i), `node.context == "hospital"`))
 	}
-	e := c.Get(ev, ni, ps[:1])
+	e := c.Get(ni, ps[:1])
 	if e.Memo(ps[0]) == nil || e.Memo(ps[1]) != nil {
 		t.Fatal("the entry does not memoize exactly the policy asked about")
 	}
-	e = c.Get(ev, ni, ps[1:])
+	e = c.Get(ni, ps[1:])
 	for i, p := range ps {
 		if got, want := e.Memo(p) != nil, i >= 1 && i <= MaxMemos; got != want {
 			t.Fatalf("policy %d memoized %v, want %v", i, got, want)
 		}
 	}
-	if c.Get(ev, ni, ps[1:3]) != e {
+	if c.Get(ni, ps[1:3]) != e {
 		t.Fatal("asking about memoized policies built a new entry")
 	}
 }
