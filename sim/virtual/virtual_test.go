@@ -50,17 +50,22 @@ func TestSameSeedSameFigures(t *testing.T) {
 	}
 }
 
-// On a perfect link where robots only die, every detector catches every
-// death, none suspects a live robot, and each takes its known time.
-func TestPerfectLinkDeathsOnly(t *testing.T) {
-	cfg := small()
-	cfg.Network = network.Model{
+// perfectLink is a wired network on which robots only die (8 a day).
+func perfectLink() network.Model {
+	return network.Model{
 		RenewInterval:  time.Second,
 		RequestTimeout: 4 * time.Second,
 		Links:          []network.Link{{Name: "wire", Share: 1, Jitter: network.Normal}},
 		DeathsPerDay:   8,
 		RepairTime:     10 * time.Minute,
 	}
+}
+
+// On a perfect link where robots only die, every detector catches every
+// death, none suspects a live robot, and each takes its known time.
+func TestPerfectLinkDeathsOnly(t *testing.T) {
+	cfg := small()
+	cfg.Network = perfectLink()
 	res, err := Run(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -290,13 +295,7 @@ func TestReportHeadline(t *testing.T) {
 func TestDirectPathDeathsOnly(t *testing.T) {
 	cfg := small()
 	cfg.DirectRobots = 50
-	cfg.Network = network.Model{
-		RenewInterval:  time.Second,
-		RequestTimeout: 4 * time.Second,
-		Links:          []network.Link{{Name: "wire", Share: 1, Jitter: network.Normal}},
-		DeathsPerDay:   8,
-		RepairTime:     10 * time.Minute,
-	}
+	cfg.Network = perfectLink()
 	res, err := Run(cfg)
 	if err != nil {
 		t.Fatal(err)
