@@ -454,6 +454,14 @@ func (c *Core) phiConfig(interval time.Duration) phi.Config {
 	return pc
 }
 
+// known returns the state of name, or nil when the Core does not track it.
+func (c *Core) known(name string) *nodeState {
+	if i, ok := c.index[name]; ok {
+		return c.nodes[i]
+	}
+	return nil
+}
+
 // node returns the state of name, creating it (Unseen) when absent.
 func (c *Core) node(name string, interval time.Duration) *nodeState {
 	if i, ok := c.index[name]; ok {
@@ -722,11 +730,10 @@ type NodeStatus struct {
 func (c *Core) Status(node string, now time.Time) NodeStatus {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	i, ok := c.index[node]
-	if !ok {
+	n := c.known(node)
+	if n == nil {
 		return NodeStatus{}
 	}
-	n := c.nodes[i]
 	return NodeStatus{Known: true, Phase: n.phase, Phi: n.det.Phi(now), SuspicionPhi: n.suspPhi,
 		Threshold: c.threshold(n), LastHeartbeat: n.det.LastHeartbeat(), Link: n.linkStatus()}
 }

@@ -141,11 +141,10 @@ func (c *Core) AckHeartbeat(node string, now time.Time) bool {
 func (c *Core) EvictionAborted(node string, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	i, ok := c.index[node]
-	if !ok {
+	n := c.known(node)
+	if n == nil {
 		return
 	}
-	n := c.nodes[i]
 	t := c.mono(now)
 	n.fence.last, n.fence.seen = max(n.fence.last, t), true
 	if n.phase == PhaseEvicted {
@@ -160,11 +159,10 @@ func (c *Core) EvictionAborted(node string, now time.Time) {
 func (c *Core) EvictionDeferred(node string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	i, ok := c.index[node]
-	if !ok {
+	n := c.known(node)
+	if n == nil {
 		return
 	}
-	n := c.nodes[i]
 	if n.phase == PhaseEvicted {
 		c.setPhase(n, PhaseSuspected)
 	}
@@ -175,11 +173,10 @@ func (c *Core) EvictionDeferred(node string) {
 func (c *Core) FenceFloor(node string) (time.Time, FenceMode) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	i, ok := c.index[node]
-	if !ok {
+	n := c.known(node)
+	if n == nil {
 		return time.Time{}, FenceUnset
 	}
-	n := c.nodes[i]
 	return c.at(c.fenceFloor(n)), n.fence.mode
 }
 

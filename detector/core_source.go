@@ -142,11 +142,10 @@ func (c *Core) activate(n *nodeState, src HeartbeatSource, interval time.Duratio
 func (c *Core) EndDirect(node string, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	i, ok := c.index[node]
-	if !ok {
+	n := c.known(node)
+	if n == nil {
 		return
 	}
-	n := c.nodes[i]
 	if n.active != SourceDirect {
 		return
 	}
